@@ -1,0 +1,1 @@
+"""The HTTP API: the Litestar app, one module per resource, dependency providers, error mapping."""

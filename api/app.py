@@ -1,0 +1,71 @@
+"""The Litestar application: made by `create_app(settings)`, resources opened in its lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from api.errors import EXCEPTION_HANDLERS
+from api.health import live, metrics, ready
+from api.rooms import rooms_router
+from common import database
+from common.cache import RoomCache, create_redis
+from common.logs import configure_logging
+from common.metrics import Metrics
+from common.room_codes import generate_room_code
+from common.room_store import RoomStore
+from common.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generate_room_code) -> Litestar:
+    """Build the API. Nothing connects until the app starts; `new_room_code` exists for tests of collisions."""
+
+    @asynccontextmanager
+    async def resources(app: Litestar) -> AsyncIterator[None]:
+        metrics_ = Metrics()
+        pool = await database.create_pool(settings)
+        redis = create_redis(settings)
+        cache = RoomCache(redis, settings, metrics_)
+        try:
+            await database.warm_up(pool, settings)
+            app.state.update(
+                settings=settings,
+                metrics=metrics_,
+                pool=pool,
+                cache=cache,
+                room_store=RoomStore(pool, cache, settings, metrics_, new_room_code),
+            )
+            yield
+        finally:
+            await redis.aclose()
+            await database.close_pool(pool, settings)
+
+    return Litestar(
+        route_handlers=[rooms_router, live, ready, metrics],
+        lifespan=[resources],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Room Service",
+            version="1.0.0",
+            description="Creates meetings and tells whether a meeting exists and who may join it.",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        debug=False,
+    )
+
+
+def app_from_environment() -> Litestar:
+    """Factory for the ASGI server: settings come from the `ROOMS_*` environment of the process."""
+    settings = load_settings(os.environ)
+    configure_logging(settings.log_level)
+    return create_app(settings)

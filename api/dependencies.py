@@ -1,0 +1,36 @@
+"""Dependency providers: what handlers receive, made from app state and request headers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from api.errors import ApiError
+from common.room_store import RoomStore
+
+
+def provide_store(state: State) -> RoomStore:
+    store: RoomStore = state.room_store
+    return store
+
+
+def provide_caller(
+    x_user_id: Annotated[
+        str | None,
+        Parameter(
+            header="X-User-Id",
+            required=False,
+            description="The authenticated user's id (a UUID), injected by the gateway.",
+        ),
+    ] = None,
+) -> UUID:
+    """The calling user, as the gateway vouches for it."""
+    if x_user_id is None or not x_user_id.strip():
+        raise ApiError(401, "missing_user_id", "the X-User-Id header is required")
+    try:
+        return UUID(x_user_id.strip())
+    except ValueError:
+        raise ApiError(400, "invalid_user_id", "the X-User-Id header must be a UUID") from None

@@ -1,0 +1,97 @@
+"""Every error leaves the API as JSON `{"error": code, "detail": text}`; the mapping lives here only."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from common.room_store import ParticipantLimitOutOfRange
+from common.rooms import DatabaseUnavailable, RoomError, RoomGone, RoomNotFound
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    """The body of every error response."""
+
+    error: str  # stable, machine-readable, e.g. `invalid_room_id`
+    detail: str  # for people: what was wrong and, where it helps, what to send instead
+
+
+class ApiError(HTTPException):
+    """An input error found by the API itself: a status, a stable machine code, and a readable detail."""
+
+    def __init__(self, status_code: int, code: str, detail: str) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+        self.code = code
+
+
+_DOMAIN_STATUS: dict[type, tuple[int, str]] = {
+    RoomError: (500, "internal_error"),
+    RoomNotFound: (404, "room_not_found"),
+    RoomGone: (410, "room_gone"),
+    ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),
+    DatabaseUnavailable: (503, "database_unavailable"),
+}
+
+
+def error_response(
+    status_code: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> Response[ErrorBody]:
+    return Response(
+        ErrorBody(error=code, detail=detail),
+        status_code=status_code,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def _room_error(_: Request, exc: RoomError) -> Response[ErrorBody]:
+    status_code, code = next(_DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in _DOMAIN_STATUS)
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("answering 503: %s", exc)
+        return error_response(
+            status_code, code, "the room database is unavailable; retry shortly", headers={"Retry-After": "1"}
+        )
+    return error_response(status_code, code, str(exc))
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, exc.code, exc.detail)
+    if isinstance(exc, ValidationException):
+        return error_response(400, "invalid_request", _validation_detail(exc))
+    if exc.status_code == 400:  # Litestar's own parse errors, e.g. malformed JSON
+        return error_response(400, "invalid_request", exc.detail)
+    if exc.status_code == 413:
+        limit = request.app.state.settings.max_body_bytes
+        return error_response(413, "body_too_large", f"the request body must be at most {limit} bytes")
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    return error_response(exc.status_code, code, exc.detail, headers=exc.headers)
+
+
+def _unexpected_error(_: Request, exc: Exception) -> Response[ErrorBody]:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred")
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    """Litestar puts msgspec's precise message and the offending field or header in `extra`."""
+    problems = [item for item in exc.extra if isinstance(item, dict)] if isinstance(exc.extra, list) else []
+    described = [
+        f"{item['key']}: {item['message']}" if item.get("key") else str(item.get("message", ""))
+        for item in problems
+    ]
+    return "; ".join(d for d in described if d) or exc.detail
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    RoomError: _room_error,
+    HTTPException: _http_error,
+    Exception: _unexpected_error,
+}

@@ -1,0 +1,1 @@
+"""What the API and the worker share: settings, the room model, queries, cache, room codes."""

@@ -1,0 +1,82 @@
+"""The Postgres pool, and the one place where "Postgres is unreachable" becomes `DatabaseUnavailable`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeAlias
+
+import asyncpg
+
+from common.rooms import DatabaseUnavailable
+from common.settings import Settings, require
+
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+# Errors that mean "the database is not there right now", as opposed to a bug in a statement.
+_UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # e.g. the connection was closed underneath us
+)
+
+
+async def create_pool(settings: Settings) -> Pool:
+    """Make the pool without waiting for Postgres: the service starts (and reports not ready) while it is down."""
+    return await asyncpg.create_pool(
+        require(settings.database_url, "DATABASE_URL"),
+        min_size=0,
+        max_size=settings.db_pool_max_size,
+        # asyncpg waits 60 s to connect and forever for a statement unless told otherwise.
+        timeout=settings.db_connect_timeout_seconds,
+        command_timeout=settings.db_timeout_seconds,
+        max_inactive_connection_lifetime=300,
+    )
+
+
+async def warm_up(pool: Pool, settings: Settings) -> None:
+    """Open `db_pool_min_size` connections now, so the first requests do not pay for them. Best effort."""
+    try:
+        async with asyncio.timeout(settings.db_timeout_seconds):
+            connections = [await pool.acquire() for _ in range(settings.db_pool_min_size)]
+        for conn in connections:
+            await pool.release(conn)
+    except _UNAVAILABLE:
+        pass  # not ready yet; /health/ready says so and requests answer 503 until it is
+
+
+async def close_pool(pool: Pool, settings: Settings) -> None:
+    """Close gracefully if Postgres answers in time, else drop the connections."""
+    try:
+        async with asyncio.timeout(settings.db_timeout_seconds):
+            await pool.close()
+    except TimeoutError:
+        pool.terminate()
+
+
+@asynccontextmanager
+async def connection(pool: Pool, timeout: float) -> AsyncIterator[Connection]:
+    """A pooled connection for one unit of work, all of it (acquire included) bounded by `timeout`.
+
+    Raises `DatabaseUnavailable` when Postgres cannot be reached or answered too slowly.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            conn = await pool.acquire(timeout=timeout)
+            try:
+                yield conn
+            except (asyncio.CancelledError, *_UNAVAILABLE):
+                # Cut off mid-statement, its state is unknown: close it rather than hand it to the
+                # next request (a graceful release would wait on a server that may not answer).
+                conn.terminate()
+                raise
+            finally:
+                await pool.release(conn)
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc

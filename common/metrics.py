@@ -1,0 +1,40 @@
+"""Process-local counters, exposed by the API at /metrics in the Prometheus text format."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+_HELP = {
+    "rooms_created_total": "Rooms created.",
+    "room_code_collisions_total": "Generated room codes that were already taken and drawn again.",
+    "cache_hits_total": "Room lookups answered from Redis.",
+    "cache_misses_total": "Room lookups not found in Redis.",
+    "cache_errors_total": "Redis commands that failed or timed out.",
+    "cache_skipped_total": "Redis commands not attempted because the breaker was open.",
+    "cache_writes_skipped_total": "Room cache writes that did not happen (Redis down or failing).",
+    "database_unavailable_total": "Requests answered 503 because Postgres was unreachable or slow.",
+}
+
+
+class Metrics:
+    """Named counters. Each server process counts its own; a scraper sums across processes."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        assert name in _HELP, name
+        self._counts[name] += amount
+
+    def value(self, name: str) -> int:
+        return self._counts[name]
+
+    def render(self, gauges: dict[str, tuple[str, float]] | None = None) -> str:
+        lines: list[str] = []
+        for name, help_text in _HELP.items():
+            full = f"roomservice_{name}"
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} counter", f"{full} {self._counts[name]}"]
+        for name, (help_text, value) in (gauges or {}).items():
+            full = f"roomservice_{name}"
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge", f"{full} {value:g}"]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,96 @@
+"""Applies the numbered SQL files in `migrations/`, each once, in order, in its own transaction.
+
+Safe to run concurrently (a Postgres advisory lock serialises runners) and repeatedly (applied files
+are recorded). An applied file that was edited since is refused: the database would no longer match
+what the file says, and the fix is a new migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from importlib import resources
+
+import asyncpg
+import msgspec
+
+log = logging.getLogger(__name__)
+
+# Any constant shared by every runner of this service; chosen to be unlikely to clash with others.
+_LOCK_KEY = 0x526F6F6D  # "Room"
+# How long a runner waits for another one to finish before giving up.
+_LOCK_WAIT = "60s"
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    name       text        PRIMARY KEY,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+class Migration(msgspec.Struct, frozen=True):
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def available_migrations() -> list[Migration]:
+    """The `NNNN_name.sql` files shipped in the `migrations` package, in order."""
+    files = resources.files("migrations")
+    found = [
+        Migration(name=entry.name, sql=entry.read_text(encoding="utf-8"))
+        for entry in files.iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    return sorted(found, key=lambda m: m.name)
+
+
+async def migrate(dsn: str, migrations: list[Migration] | None = None, connect_timeout: float = 10) -> list[str]:
+    """Apply what is pending; return the names applied by this call (empty when up to date)."""
+    pending_source = available_migrations() if migrations is None else migrations
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+    try:
+        await conn.execute(f"SET lock_timeout = '{_LOCK_WAIT}'")
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        try:
+            return await _apply_pending(conn, pending_source)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    finally:
+        await conn.close()
+
+
+async def _apply_pending(conn: asyncpg.Connection, migrations: list[Migration]) -> list[str]:
+    await conn.execute(_LEDGER)
+    applied = {row["name"]: row["checksum"] for row in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
+    for migration in migrations:
+        recorded = applied.get(migration.name)
+        if recorded is not None and recorded != migration.checksum:
+            raise MigrationError(
+                f"{migration.name} was edited after it was applied; restore it and add a new migration instead"
+            )
+    unknown = sorted(set(applied) - {m.name for m in migrations})
+    if unknown:
+        log.warning("the database has migrations this version does not know: %s", ", ".join(unknown))
+
+    done: list[str] = []
+    for migration in migrations:
+        if migration.name in applied:
+            continue
+        async with conn.transaction():
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)", migration.name, migration.checksum
+            )
+        log.info("applied migration %s", migration.name)
+        done.append(migration.name)
+    return done

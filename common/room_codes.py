@@ -1,0 +1,30 @@
+"""Public room codes: `xxx-yyyy-zzz`, ten lowercase letters drawn from a CSPRNG (26^10, about 2^47)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+
+_ALPHABET = string.ascii_lowercase
+_GROUPS = (3, 4, 3)
+# Accepted spellings of a code: any case, with the two dashes or without them. re.ASCII keeps
+# IGNORECASE from letting non-ASCII look-alikes (the Kelvin sign matches `k`) through.
+_INPUT = re.compile(r"([a-z]{3})-?([a-z]{4})-?([a-z]{3})", re.IGNORECASE | re.ASCII)
+CODE_PATTERN = r"^[a-z]{3}-[a-z]{4}-[a-z]{3}$"
+
+
+def generate_room_code() -> str:
+    """Return a fresh random code such as `abc-defg-hij`."""
+    return "-".join("".join(secrets.choice(_ALPHABET) for _ in range(n)) for n in _GROUPS)
+
+
+def normalize_room_code(raw: str) -> str | None:
+    """Return the canonical form of a code typed by a person, or None if it cannot be one.
+
+    `ABC-DEFG-HIJ` and `abcdefghij` both become `abc-defg-hij`.
+    """
+    match = _INPUT.fullmatch(raw)
+    if match is None:
+        return None
+    return "-".join(match.groups()).lower()

@@ -1,0 +1,70 @@
+"""The room model: what is stored, what is cached for Signaling, what clients see, and the domain errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+
+class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A live room as cached in Redis under `room:{roomId}`.
+
+    Signaling reads `id`, `hostId` and `maxParticipants` (see docs/signaling.md): those names never
+    change. Fields may be added, with defaults, so older readers keep working.
+    """
+
+    id: UUID
+    room_id: str
+    host_id: UUID
+    max_participants: int
+    created_at: datetime
+    expires_at: datetime
+
+
+class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A room as clients see it: the same body whether it was served from Redis or Postgres."""
+
+    room_id: str
+    host_id: UUID
+    max_participants: int
+    created_at: datetime
+    expires_at: datetime
+
+
+class StoredRoom(msgspec.Struct, frozen=True, kw_only=True):
+    """A `meetings` row, plus whether it is live by the database's clock."""
+
+    room: Room
+    live: bool
+
+
+class RoomError(Exception):
+    """A domain error; api/errors.py maps each kind to one HTTP status."""
+
+
+class RoomNotFound(RoomError):
+    pass
+
+
+class RoomGone(RoomError):
+    """The room existed but was ended or has expired."""
+
+
+class DatabaseUnavailable(RoomError):
+    """Postgres could not be reached or did not answer in time."""
+
+
+ROOM_ENCODER = msgspec.json.Encoder()
+ROOM_DECODER = msgspec.json.Decoder(Room)
+
+
+def to_view(room: Room) -> RoomView:
+    return RoomView(
+        room_id=room.room_id,
+        host_id=room.host_id,
+        max_participants=room.max_participants,
+        created_at=room.created_at,
+        expires_at=room.expires_at,
+    )

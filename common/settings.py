@@ -1,0 +1,95 @@
+"""Service configuration: one frozen object, read from `ROOMS_*` environment variables at start."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+import msgspec
+
+ENV_PREFIX = "ROOMS_"
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+# The database's own check constraint allows no more than this; a tier above it needs a migration.
+MAX_PARTICIPANTS_CEILING = 1000
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every knob of the service. Field `x` is read from `ROOMS_X`."""
+
+    # Where the data lives. Empty means "not configured": `roomservice dev` then starts embedded servers.
+    database_url: str = ""
+    redis_url: str = ""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    log_level: str = "info"
+
+    # Room policy. Raising the limit is how paid tiers arrive: configuration, not code.
+    room_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86400)] = 86400
+    default_max_participants: Annotated[int, msgspec.Meta(ge=2, le=MAX_PARTICIPANTS_CEILING)] = 4
+    max_participants_limit: Annotated[int, msgspec.Meta(ge=2, le=MAX_PARTICIPANTS_CEILING)] = 4
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=64, le=1_048_576)] = 1024
+
+    # Postgres: one bound for acquiring a connection and running the statement, so a request
+    # that needs Postgres answers (possibly 503) within about this long.
+    db_timeout_seconds: Seconds = 1.5
+    db_connect_timeout_seconds: Seconds = 1.0
+    db_pool_min_size: Annotated[int, msgspec.Meta(ge=0, le=100)] = 1
+    db_pool_max_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+
+    # Redis: every command is bounded, and after `redis_breaker_threshold` consecutive failures
+    # the breaker opens, so requests skip Redis until a probe after `redis_retry_seconds` succeeds.
+    redis_timeout_seconds: Seconds = 0.25
+    redis_retry_seconds: Seconds = 3.0
+    redis_breaker_threshold: PositiveInt = 3
+    redis_max_connections: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
+
+    def __post_init__(self) -> None:
+        if self.default_max_participants > self.max_participants_limit:
+            raise SettingsError(
+                f"{ENV_PREFIX}DEFAULT_MAX_PARTICIPANTS ({self.default_max_participants}) must not exceed "
+                f"{ENV_PREFIX}MAX_PARTICIPANTS_LIMIT ({self.max_participants_limit})"
+            )
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN_SIZE must not exceed {ENV_PREFIX}DB_POOL_MAX_SIZE")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be one of debug, info, warning, error")
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build settings from `ROOMS_*` variables; raise `SettingsError` naming the first bad one."""
+    fields = {name for name in Settings.__struct_fields__}
+    raw: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in fields:
+            raw[name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_name_the_variable(str(exc))) from exc
+
+
+def _name_the_variable(message: str) -> str:
+    """Turn msgspec's `... - at `$.room_ttl_seconds`` into a message about ROOMS_ROOM_TTL_SECONDS."""
+    detail, _, path = message.rpartition(" - at `$.")
+    if not detail:
+        return f"invalid configuration: {message}"
+    return f"{ENV_PREFIX}{path.rstrip('`').upper()}: {detail}"
+
+
+def require(value: str, variable: str) -> str:
+    """Return a required setting, or stop with a message naming its variable."""
+    if not value:
+        raise SettingsError(f"{ENV_PREFIX}{variable} is required")
+    return value

@@ -1,0 +1,1 @@
+"""Background work run by arq: one module per job family."""
