@@ -6,7 +6,7 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from api.errors import ApiError
 from common.room_store import RoomStore
@@ -20,8 +20,8 @@ def provide_store(state: State) -> RoomStore:
 def provide_caller(
     x_user_id: Annotated[
         str | None,
-        Parameter(
-            header="X-User-Id",
+        HeaderParameter(
+            name="X-User-Id",
             required=False,
             description="The authenticated user's id (a UUID), injected by the gateway.",
         ),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Response, Router, get, post
-from litestar.di import Provide
+from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Body, Parameter
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import PathParameter
 
 from api.dependencies import provide_caller, provide_store
 from api.errors import ApiError, ErrorBody
@@ -22,6 +24,45 @@ class CreateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     """Optional body of `POST /rooms`."""
 
     max_participants: int | None = None
+
+
+# Decoded here rather than by Litestar, whose signature model converts leniently ("4" -> 4):
+# a client that sends the wrong type should hear so.
+_CREATE_DECODER = msgspec.json.Decoder(CreateRoomRequest | None)
+
+
+def _create_options(raw: bytes) -> CreateRoomRequest | None:
+    if not raw.strip():
+        return None
+    try:
+        return _CREATE_DECODER.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_body", f"malformed JSON: {exc}") from None
+
+
+@dataclass
+class _CreateRoomOperation(Operation):
+    """Documents the body that `create_room` decodes itself."""
+
+    def __post_init__(self) -> None:
+        limit_note = "Between 2 and the configured limit (ROOMS_MAX_PARTICIPANTS_LIMIT); default from settings."
+        self.request_body = RequestBody(
+            required=False,
+            description="Room options; the body may be omitted.",
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        properties={
+                            "maxParticipants": Schema(type=OpenAPIType.INTEGER, minimum=2, description=limit_note)
+                        },
+                        additional_properties=False,
+                    )
+                )
+            },
+        )
 
 
 def _errors(*statuses: int) -> dict[int, ResponseSpec]:
@@ -37,14 +78,15 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
         "The body is optional; `maxParticipants` defaults to the configured default."
     ),
     responses=_errors(400, 401, 413, 422, 503),
-    response_headers=None,
+    operation_class=_CreateRoomOperation,
 )
 async def create_room(
-    caller: UUID,
-    store: RoomStore,
-    data: Annotated[CreateRoomRequest | None, Body(description="Room options; may be omitted.")] = None,
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[UUID],
+    store: NamedDependency[RoomStore],
 ) -> Response[RoomView]:
-    room = await store.create(caller, data.max_participants if data else None)
+    options = _create_options(await request.body())
+    room = await store.create(caller, options.max_participants if options else None)
     return Response(to_view(room), status_code=201, headers={"Location": f"/rooms/{room.room_id}"})
 
 
@@ -57,8 +99,8 @@ async def create_room(
     responses=_errors(400, 404, 410, 503),
 )
 async def get_room(
-    store: RoomStore,
-    room_id: Annotated[str, Parameter(description="The room code, e.g. `abc-defg-hij`.")],
+    store: NamedDependency[RoomStore],
+    room_id: Annotated[str, PathParameter(description="The room code, e.g. `abc-defg-hij`.")],
 ) -> RoomView:
     code = normalize_room_code(room_id)
     if code is None:
