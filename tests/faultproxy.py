@@ -48,9 +48,10 @@ class FaultProxy:
         self._run(lambda: self._switch(mode))
 
     def stop(self) -> None:
-        self._run(lambda: self._switch(Mode.REFUSE))
+        self._run(self._shutdown)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        self._loop.close()
 
     def _run(self, make: Callable[[], Awaitable[Any]]) -> None:
         asyncio.run_coroutine_threadsafe(_call(make), self._loop).result(timeout=5)
@@ -71,6 +72,13 @@ class FaultProxy:
             self._server = None
         elif mode is not Mode.REFUSE and self._server is None:
             await self._listen()
+
+    async def _shutdown(self) -> None:
+        await self._switch(Mode.REFUSE)
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link = _Link(self, writer)
