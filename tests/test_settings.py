@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from common.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings({})
+    assert settings.port == 8000
+    assert settings.room_ttl_seconds == 86400
+    assert settings.default_max_participants == 4
+    assert settings.max_participants_limit == 4
+    assert settings.redis_timeout_seconds == 0.25
+    assert settings.redis_retry_seconds <= 5
+
+
+def test_reads_prefixed_variables_and_ignores_others() -> None:
+    settings = load_settings(
+        {"ROOMS_PORT": "9000", "ROOMS_MAX_PARTICIPANTS_LIMIT": "50", "PORT": "1", "ROOMS_UNKNOWN": "x"}
+    )
+    assert settings.port == 9000
+    assert settings.max_participants_limit == 50
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"ROOMS_PORT": "eighty"}, "ROOMS_PORT"),
+        ({"ROOMS_PORT": "70000"}, "ROOMS_PORT"),
+        ({"ROOMS_REDIS_TIMEOUT_SECONDS": "0"}, "ROOMS_REDIS_TIMEOUT_SECONDS"),
+        ({"ROOMS_ROOM_TTL_SECONDS": "-5"}, "ROOMS_ROOM_TTL_SECONDS"),
+        ({"ROOMS_MAX_PARTICIPANTS_LIMIT": "1"}, "ROOMS_MAX_PARTICIPANTS_LIMIT"),
+        ({"ROOMS_DEFAULT_MAX_PARTICIPANTS": "10"}, "ROOMS_DEFAULT_MAX_PARTICIPANTS"),
+        ({"ROOMS_LOG_LEVEL": "loud"}, "ROOMS_LOG_LEVEL"),
+    ],
+)
+def test_a_bad_value_names_its_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load_settings(environ)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
