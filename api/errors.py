@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response
@@ -51,7 +52,7 @@ def error_response(
     )
 
 
-def _room_error(_: Request, exc: RoomError) -> Response[ErrorBody]:
+def _room_error(_: Request[Any, Any, Any], exc: RoomError) -> Response[ErrorBody]:
     status_code, code = next(_DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in _DOMAIN_STATUS)
     if isinstance(exc, DatabaseUnavailable):
         log.warning("answering 503: %s", exc)
@@ -61,7 +62,7 @@ def _room_error(_: Request, exc: RoomError) -> Response[ErrorBody]:
     return error_response(status_code, code, str(exc))
 
 
-def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.code, exc.detail)
     if isinstance(exc, ValidationException):
@@ -75,7 +76,7 @@ def _http_error(request: Request, exc: HTTPException) -> Response[ErrorBody]:
     return error_response(exc.status_code, code, exc.detail, headers=exc.headers)
 
 
-def _unexpected_error(_: Request, exc: Exception) -> Response[ErrorBody]:
+def _unexpected_error(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "an unexpected error occurred")
 
@@ -84,8 +85,7 @@ def _validation_detail(exc: ValidationException) -> str:
     """Litestar puts msgspec's precise message and the offending field or header in `extra`."""
     problems = [item for item in exc.extra if isinstance(item, dict)] if isinstance(exc.extra, list) else []
     described = [
-        f"{item['key']}: {item['message']}" if item.get("key") else str(item.get("message", ""))
-        for item in problems
+        f"{item['key']}: {item['message']}" if item.get("key") else str(item.get("message", "")) for item in problems
     ]
     return "; ".join(d for d in described if d) or exc.detail
 

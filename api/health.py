@@ -42,4 +42,5 @@ async def ready(state: State) -> Response[Readiness]:
 @get("/metrics", summary="Counters in the Prometheus text format", tags=["health"], media_type="text/plain")
 async def metrics(state: State) -> str:
     breaker_open = 0.0 if state.cache.available else 1.0
-    return state.metrics.render({"cache_breaker_open": ("1 while Redis is considered down.", breaker_open)})
+    text: str = state.metrics.render({"cache_breaker_open": ("1 while Redis is considered down.", breaker_open)})
+    return text

@@ -35,11 +35,12 @@ def _create_options(raw: bytes) -> CreateRoomRequest | None:
     if not raw.strip():
         return None
     try:
-        return _CREATE_DECODER.decode(raw)
+        options: CreateRoomRequest | None = _CREATE_DECODER.decode(raw)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "invalid_body", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_body", f"malformed JSON: {exc}") from None
+    return options
 
 
 @dataclass
@@ -93,9 +94,7 @@ async def create_room(
 @get(
     "/{room_id:str}",
     summary="Validate a room",
-    description=(
-        "Answers 200 with the room while it is live. The code is case-insensitive and may omit its dashes."
-    ),
+    description=("Answers 200 with the room while it is live. The code is case-insensitive and may omit its dashes."),
     responses=_errors(400, 404, 410, 503),
 )
 async def get_room(
@@ -111,6 +110,9 @@ async def get_room(
 rooms_router = Router(
     path="/rooms",
     route_handlers=[create_room, get_room],
-    dependencies={"caller": Provide(provide_caller, sync_to_thread=False), "store": Provide(provide_store, sync_to_thread=False)},
+    dependencies={
+        "caller": Provide(provide_caller, sync_to_thread=False),
+        "store": Provide(provide_store, sync_to_thread=False),
+    },
     tags=["rooms"],
 )

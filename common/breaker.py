@@ -13,9 +13,7 @@ class CircuitBreaker:
     call (the probe) is allowed; its success closes the breaker, its failure opens it again.
     """
 
-    def __init__(
-        self, threshold: int, retry_seconds: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, threshold: int, retry_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._threshold = threshold
         self._retry_seconds = retry_seconds
         self._clock = clock

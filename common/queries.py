@@ -34,9 +34,7 @@ def _room(row: asyncpg.Record) -> Room:
     )
 
 
-async def insert_room(
-    conn: Connection, room_id: str, host_id: UUID, max_participants: int, ttl_seconds: int
-) -> Room:
+async def insert_room(conn: Connection, room_id: str, host_id: UUID, max_participants: int, ttl_seconds: int) -> Room:
     """Insert a meeting that lives `ttl_seconds` from now. Raises `asyncpg.UniqueViolationError` on a taken code."""
     row = await conn.fetchrow(_INSERT_ROOM, room_id, host_id, max_participants, float(ttl_seconds))
     assert row is not None  # INSERT ... RETURNING yields its row or raises

@@ -66,7 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build settings from `ROOMS_*` variables; raise `SettingsError` naming the first bad one."""
-    fields = {name for name in Settings.__struct_fields__}
+    fields = set(Settings.__struct_fields__)
     raw: dict[str, str] = {}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX):

@@ -22,6 +22,7 @@ from common.migrate import migrate
 from common.settings import Settings
 from tests.faultproxy import FaultProxy, postgres_upstream, redis_upstream
 
+
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Postgres server; tests get their own database on it (see `database_url`)."""
@@ -118,4 +119,3 @@ def scratch_database(postgres_server_url: str) -> Iterator[str]:
     name = f"roomservice_scratch_{uuid.uuid4().hex[:12]}"
     yield asyncio.run(ensure_database(postgres_server_url, name))
     asyncio.run(drop_database(postgres_server_url, name))
-

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-
 ROOMSERVICE = [sys.executable, "-m", "common.cli"]
 
 
@@ -104,5 +103,3 @@ def test_dev_runs_everything_from_nothing(tmp_path: Path) -> None:
     assert (tmp_path / ".data" / "postgres" / "PG_VERSION").exists()
     # Nothing is left running: the embedded Postgres released its data directory.
     assert not (tmp_path / ".data" / "postgres" / "postmaster.pid").exists()
-
-

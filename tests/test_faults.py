@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from tests.conftest import make_settings
-from tests.faultproxy import FaultProxy, Mode, postgres_url_via, redis_url_via
+from tests.faultproxy import Mode, postgres_url_via, redis_url_via
 
 # Short enough that recovery tests stay quick, long enough to be a real open interval.
 BREAKER_RETRY_SECONDS = 0.5

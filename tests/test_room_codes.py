@@ -30,8 +30,19 @@ def test_normalises_case_and_dashes(typed: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "typed",
-    ["", "abc", "abc-defg-hi", "abcdefghijk", "abc-defg-hij ", " abc-defg-hij", "abc-de1g-hij",
-     "abc_defg_hij", "\u212abc-defg-hij", "\u017fbc-defg-hij", "abc-defg-hij\n"],
+    [
+        "",
+        "abc",
+        "abc-defg-hi",
+        "abcdefghijk",
+        "abc-defg-hij ",
+        " abc-defg-hij",
+        "abc-de1g-hij",
+        "abc_defg_hij",
+        "\u212abc-defg-hij",
+        "\u017fbc-defg-hij",
+        "abc-defg-hij\n",
+    ],
 )
 def test_rejects_anything_else(typed: str) -> None:
     assert normalize_room_code(typed) is None

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 import uuid
 from datetime import datetime
 
-import asyncpg
 import pytest
-import redis.asyncio as redis
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
@@ -283,4 +280,3 @@ async def test_unknown_routes_and_methods_answer_json(client) -> None:
     wrong = await client.delete("/health/live")
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
-

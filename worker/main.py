@@ -6,7 +6,7 @@ settings arrive in the worker's `ctx`, so importing this module reads nothing an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from arq.connections import RedisSettings
 
@@ -33,7 +33,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     """Read by arq through the class's own `__dict__`: keep every attribute here, none inherited."""
 
-    functions = [restore_room_cache]
+    functions: ClassVar = [restore_room_cache]
     on_startup = startup
     on_shutdown = shutdown
     max_jobs = 50
