@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+#
+# One image for every process of the Room Service; the command chooses which:
+#   roomservice serve    the HTTP API (default)
+#   roomservice worker   the background worker
+#   roomservice migrate  apply pending migrations, then exit
+#
+# Only the runtime dependencies are installed: the `dev` and `embedded` extras stay out.
+
+FROM python:3.11-slim AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY . .
+RUN /opt/venv/bin/pip install .
+
+
+FROM python:3.11-slim
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ROOMS_HOST=0.0.0.0 \
+    ROOMS_PORT=8000
+
+RUN groupadd --system --gid 10001 rooms \
+ && useradd --system --uid 10001 --gid rooms --create-home --home-dir /home/rooms --shell /usr/sbin/nologin rooms
+
+COPY --from=build /opt/venv /opt/venv
+
+USER 10001:10001
+WORKDIR /home/rooms
+
+EXPOSE 8000
+
+# Liveness of the API process. The worker and migrate containers serve no HTTP: disable this check
+# for them (compose.yaml does).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('ROOMS_PORT', '8000') + '/health/live', timeout=3)"]
+
+CMD ["roomservice", "serve"]
