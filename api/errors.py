@@ -11,7 +11,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from common.room_store import ParticipantLimitOutOfRange
+from common.room_store import NoFreeRoomCode, ParticipantLimitOutOfRange
 from common.rooms import DatabaseUnavailable, RoomError, RoomGone, RoomNotFound
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ _DOMAIN_STATUS: dict[type, tuple[int, str]] = {
     RoomGone: (410, "room_gone"),
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),
     DatabaseUnavailable: (503, "database_unavailable"),
+    NoFreeRoomCode: (503, "no_free_room_code"),
 }
 
 
@@ -52,10 +53,11 @@ def error_response(
     )
 
 
-def _room_error(_: Request[Any, Any, Any], exc: RoomError) -> Response[ErrorBody]:
+def _room_error(request: Request[Any, Any, Any], exc: RoomError) -> Response[ErrorBody]:
     status_code, code = next(_DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in _DOMAIN_STATUS)
     if isinstance(exc, DatabaseUnavailable):
         log.warning("answering 503: %s", exc)
+        request.app.state.metrics.incr("database_unavailable_total")
         return error_response(
             status_code, code, "the room database is unavailable; retry shortly", headers={"Retry-After": "1"}
         )

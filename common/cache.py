@@ -32,15 +32,18 @@ def room_key(room_id: str) -> str:
 
 def create_redis(settings: Settings) -> redis.Redis:
     """A client whose every connect and command is bounded: redis-py waits forever by default."""
-    client: redis.Redis = redis.Redis.from_url(
+    # A blocking pool waits (boundedly) for a free connection under a burst, where the default pool
+    # would fail at once and count the burst against the breaker as if Redis were down.
+    pool = redis.BlockingConnectionPool.from_url(
         require(settings.redis_url, "REDIS_URL"),
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
         retry_on_timeout=False,
-        max_connections=settings.redis_max_connections,
         health_check_interval=0,
     )
-    return client
+    return redis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
 class RoomCache:

@@ -42,13 +42,16 @@ async def create_pool(settings: Settings) -> Pool:
 
 async def warm_up(pool: Pool, settings: Settings) -> None:
     """Open `db_pool_min_size` connections now, so the first requests do not pay for them. Best effort."""
+    connections = []
     try:
         async with asyncio.timeout(settings.db_timeout_seconds):
-            connections = [await pool.acquire() for _ in range(settings.db_pool_min_size)]
-        for conn in connections:
-            await pool.release(conn)
+            for _ in range(settings.db_pool_min_size):
+                connections.append(await pool.acquire())
     except _UNAVAILABLE:
         pass  # not ready yet; /health/ready says so and requests answer 503 until it is
+    finally:
+        for conn in connections:
+            await pool.release(conn)
 
 
 async def close_pool(pool: Pool, settings: Settings) -> None:

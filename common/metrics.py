@@ -17,7 +17,7 @@ _HELP = {
 
 
 class Metrics:
-    """Named counters. Each server process counts its own; a scraper sums across processes."""
+    """Named counters, per process: with ROOMS_WORKERS > 1 a scrape reads whichever process answers."""
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()

@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 # Any constant shared by every runner of this service; chosen to be unlikely to clash with others.
 _LOCK_KEY = 0x526F6F6D  # "Room"
 # How long a runner waits for another one to finish before giving up.
-_LOCK_WAIT = "60s"
+_RUNNER_WAIT = "60s"
+# How long a migration statement waits for a table lock: briefly, so that a migration stuck behind
+# long transactions fails rather than queueing the service's own queries behind it.
+_STATEMENT_LOCK_WAIT = "5s"
 
 _LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -59,8 +62,9 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None, connect_t
     pending_source = available_migrations() if migrations is None else migrations
     conn = await asyncpg.connect(dsn, timeout=connect_timeout)
     try:
-        await conn.execute(f"SET lock_timeout = '{_LOCK_WAIT}'")
+        await conn.execute(f"SET lock_timeout = '{_RUNNER_WAIT}'")
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        await conn.execute(f"SET lock_timeout = '{_STATEMENT_LOCK_WAIT}'")
         try:
             return await _apply_pending(conn, pending_source)
         finally:

@@ -13,7 +13,7 @@ from common.cache import RoomCache
 from common.database import Pool, connection
 from common.metrics import Metrics
 from common.room_codes import generate_room_code
-from common.rooms import DatabaseUnavailable, Room, RoomError, RoomGone, RoomNotFound, RoomView, to_view
+from common.rooms import Room, RoomError, RoomGone, RoomNotFound, RoomView, to_view
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,10 @@ _CODE_ATTEMPTS = 5
 
 class ParticipantLimitOutOfRange(RoomError):
     pass
+
+
+class NoFreeRoomCode(RoomError):
+    """Every code drawn was taken: with 26^10 codes, a sign of a broken generator, not bad luck."""
 
 
 class RoomStore:
@@ -82,4 +86,4 @@ class RoomStore:
                     raise
                 self._metrics.incr("room_code_collisions_total")
                 log.warning("room code %s was taken; drawing another", code)
-        raise DatabaseUnavailable(f"no free room code after {_CODE_ATTEMPTS} attempts")
+        raise NoFreeRoomCode(f"no free room code after {_CODE_ATTEMPTS} attempts")
