@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from arq.connections import ArqRedis
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from redis.asyncio import Redis
 
 from api.errors import EXCEPTION_HANDLERS
 from api.health import live, metrics, ready
 from api.rooms import rooms_router
+from api.stats import daily_stats
 from common import database
 from common.cache import RoomCache, create_redis
 from common.logs import configure_logging
@@ -32,24 +37,25 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
     async def resources(app: Litestar) -> AsyncIterator[None]:
         metrics_ = Metrics()
         pool = await database.create_pool(settings)
-        redis = create_redis(settings)
-        cache = RoomCache(redis, settings, metrics_)
+        redis = create_redis(settings, settings.redis_timeout_seconds, Redis)
+        cache = RoomCache(redis, settings, metrics_, settings.redis_timeout_seconds)
+        store = RoomStore(pool, cache, settings, metrics_, new_room_code)
+        # arq's queue client shares the cache's bounded connections; arq's own would wait unboundedly.
+        job_queue = ArqRedis(connection_pool=redis.connection_pool)
+        forwarding = asyncio.create_task(store.forward_restore_requests(job_queue, interval=1.0))
         try:
             await database.warm_up(pool, settings)
-            app.state.update(
-                settings=settings,
-                metrics=metrics_,
-                pool=pool,
-                cache=cache,
-                room_store=RoomStore(pool, cache, settings, metrics_, new_room_code),
-            )
+            app.state.update(settings=settings, metrics=metrics_, pool=pool, cache=cache, room_store=store)
             yield
         finally:
+            forwarding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forwarding
             await redis.aclose()
             await database.close_pool(pool, settings)
 
     return Litestar(
-        route_handlers=[rooms_router, live, ready, metrics],
+        route_handlers=[rooms_router, daily_stats, live, ready, metrics],
         lifespan=[resources],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

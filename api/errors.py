@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from common.room_store import NoFreeRoomCode, ParticipantLimitOutOfRange
@@ -22,6 +23,11 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
     error: str  # stable, machine-readable, e.g. `invalid_room_id`
     detail: str  # for people: what was wrong and, where it helps, what to send instead
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    return {status: ResponseSpec(data_container=ErrorBody, description="Error") for status in statuses}
 
 
 class ApiError(HTTPException):

@@ -9,12 +9,12 @@ from uuid import UUID
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import PathParameter
 
 from api.dependencies import provide_caller, provide_store
-from api.errors import ApiError, ErrorBody
+from api.errors import ApiError, error_responses
+from common.events import RoomEvent
 from common.room_codes import normalize_room_code
 from common.room_store import RoomStore
 from common.rooms import RoomView, to_view
@@ -66,10 +66,6 @@ class _CreateRoomOperation(Operation):
         )
 
 
-def _errors(*statuses: int) -> dict[int, ResponseSpec]:
-    return {status: ResponseSpec(data_container=ErrorBody, description="Error") for status in statuses}
-
-
 @post(
     "/",
     status_code=201,
@@ -78,7 +74,7 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
         "Creates a meeting hosted by the caller and answers with its public code. "
         "The body is optional; `maxParticipants` defaults to the configured default."
     ),
-    responses=_errors(400, 401, 413, 422, 503),
+    responses=error_responses(400, 401, 413, 422, 503),
     operation_class=_CreateRoomOperation,
 )
 async def create_room(
@@ -95,21 +91,44 @@ async def create_room(
     "/{room_id:str}",
     summary="Validate a room",
     description=("Answers 200 with the room while it is live. The code is case-insensitive and may omit its dashes."),
-    responses=_errors(400, 404, 410, 503),
+    responses=error_responses(400, 404, 410, 503),
 )
 async def get_room(
     store: NamedDependency[RoomStore],
     room_id: Annotated[str, PathParameter(description="The room code, e.g. `abc-defg-hij`.")],
 ) -> RoomView:
-    code = normalize_room_code(room_id)
+    return await store.view(_room_code(room_id))
+
+
+class RoomHistory(msgspec.Struct, frozen=True, rename="camel"):
+    room_id: str
+    events: list[RoomEvent]
+
+
+@get(
+    "/{room_id:str}/history",
+    summary="A room's lifecycle events, oldest first",
+    description="Recorded by the worker from the event stream, so a moment behind live changes.",
+    responses=error_responses(400, 404, 503),
+)
+async def get_room_history(
+    store: NamedDependency[RoomStore],
+    room_id: Annotated[str, PathParameter(description="The room code, e.g. `abc-defg-hij`.")],
+) -> RoomHistory:
+    code = _room_code(room_id)
+    return RoomHistory(room_id=code, events=await store.history(code))
+
+
+def _room_code(raw: str) -> str:
+    code = normalize_room_code(raw)
     if code is None:
         raise ApiError(400, "invalid_room_id", "roomId must be ten letters like abc-defg-hij")
-    return await store.view(code)
+    return code
 
 
 rooms_router = Router(
     path="/rooms",
-    route_handlers=[create_room, get_room],
+    route_handlers=[create_room, get_room, get_room_history],
     dependencies={
         "caller": Provide(provide_caller, sync_to_thread=False),
         "store": Provide(provide_store, sync_to_thread=False),

@@ -1,26 +1,29 @@
-"""The Redis room cache (`room:{roomId}`), bounded by a timeout and a circuit breaker.
+"""What the service keeps in Redis: room objects `room:{roomId}` and the room event stream.
 
-Redis is an accelerator here, never a requirement: every method degrades to "not cached" when Redis
-is down or slow, and the breaker makes an outage cost nothing once it is known.
+Redis is an accelerator and a mailbox here, never a requirement: every method degrades to "not done"
+when Redis is down or slow (the caller decides what that means), and a circuit breaker makes an
+outage cost nothing once it is known.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import msgspec
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from common.breaker import CircuitBreaker
+from common.events import RoomEvent, retention_floor, stream_fields
 from common.metrics import Metrics
 from common.rooms import ROOM_ENCODER, Room, RoomView
 from common.settings import Settings, require
 
 T = TypeVar("T")
+R = TypeVar("R", bound=redis.Redis)
 
 _VIEW_DECODER = msgspec.json.Decoder(RoomView)
 
@@ -30,28 +33,30 @@ def room_key(room_id: str) -> str:
     return f"room:{room_id}"
 
 
-def create_redis(settings: Settings) -> redis.Redis:
-    """A client whose every connect and command is bounded: redis-py waits forever by default."""
+def create_redis(settings: Settings, timeout: float, client_class: type[R]) -> R:
+    """A client whose every connect and command is bounded by `timeout`: redis-py waits forever by default."""
     # A blocking pool waits (boundedly) for a free connection under a burst, where the default pool
     # would fail at once and count the burst against the breaker as if Redis were down.
     pool = redis.BlockingConnectionPool.from_url(
         require(settings.redis_url, "REDIS_URL"),
         max_connections=settings.redis_max_connections,
-        timeout=settings.redis_timeout_seconds,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         retry_on_timeout=False,
         health_check_interval=0,
     )
-    return redis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+    return cast(R, client_class.from_pool(pool))  # the client owns the pool: aclose() closes its connections
 
 
 class RoomCache:
-    """Reads and writes room objects; never raises for Redis being unavailable."""
+    """Room objects and room events in Redis; never raises for Redis being unavailable."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, metrics: Metrics) -> None:
-        self._client = client
-        self._timeout = settings.redis_timeout_seconds
+    def __init__(self, client: redis.Redis, settings: Settings, metrics: Metrics, timeout: float) -> None:
+        self.client = client
+        self._timeout = timeout
+        self._stream = settings.stream_name
+        self._retention = settings.stream_retention_seconds
         self._breaker = CircuitBreaker(settings.redis_breaker_threshold, settings.redis_retry_seconds)
         self._metrics = metrics
 
@@ -62,7 +67,7 @@ class RoomCache:
 
     async def get_view(self, room_id: str) -> RoomView | None:
         """The cached room as clients see it, or None on a miss, an outage or an unreadable value."""
-        raw = await self._call(lambda: self._client.get(room_key(room_id)), default=None)
+        raw = await self._call(lambda: self.client.get(room_key(room_id)), default=None)
         if raw is None:
             self._metrics.incr("cache_misses_total")
             return None
@@ -76,18 +81,42 @@ class RoomCache:
 
     async def put(self, room: Room) -> bool:
         """Cache a live room until it expires. Returns False (and counts it) if the write did not happen."""
-        expire_at_ms = _epoch_ms(room.expires_at)
-        written = await self._call(
-            lambda: self._client.set(room_key(room.room_id), ROOM_ENCODER.encode(room), pxat=expire_at_ms),
-            default=False,
-        )
-        if not written:
-            self._metrics.incr("cache_writes_skipped_total")
-        return bool(written)
+        return await self.write(put=[room])
+
+    async def write(
+        self, *, put: Sequence[Room] = (), delete: Sequence[str] = (), publish: Sequence[RoomEvent] = ()
+    ) -> bool:
+        """In one round trip and in this order: cache rooms, drop room keys, append events to the stream.
+
+        The order is the contract: a consumer that reads `room.created` finds `room:{roomId}`, and one
+        that reads `room.ended` no longer does. Returns whether it all happened.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for room in put:
+            pipe.set(room_key(room.room_id), ROOM_ENCODER.encode(room), pxat=_epoch_ms(room.expires_at))
+        if delete:
+            pipe.delete(*(room_key(room_id) for room_id in delete))
+        floor = retention_floor(self._retention)
+        for event in publish:
+            pipe.xadd(self._stream, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]
+        done = await self._call(lambda: pipe.execute(raise_on_error=True), default=None)
+        if done is None and put:
+            self._metrics.incr("cache_writes_skipped_total", len(put))
+        return done is not None
+
+    async def missing(self, room_ids: Sequence[str]) -> list[str] | None:
+        """Which of these rooms have no cache entry (None if Redis could not say)."""
+        pipe = self.client.pipeline(transaction=False)
+        for room_id in room_ids:
+            pipe.exists(room_key(room_id))
+        found = await self._call(pipe.execute, default=None)
+        if found is None:
+            return None
+        return [room_id for room_id, present in zip(room_ids, found, strict=True) if not present]
 
     async def ping(self) -> bool:
         """Whether Redis answers now. Goes through the breaker, so it also serves as its probe."""
-        return bool(await self._call(self._client.ping, default=False))
+        return bool(await self._call(self.client.ping, default=False))
 
     async def _call(self, command: Callable[[], Awaitable[T]], default: T) -> T:
         if not self._breaker.allow():

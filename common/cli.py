@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,11 +81,11 @@ def serve(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings) -> None:
-    from arq.worker import run_worker as arq_run_worker
+    from worker.main import run_worker as run
 
-    from worker.main import WorkerSettings, worker_options
-
-    arq_run_worker(WorkerSettings, **worker_options(settings))  # type: ignore[arg-type]
+    require(settings.database_url, "DATABASE_URL")
+    require(settings.redis_url, "REDIS_URL")
+    asyncio.run(run(settings))
 
 
 def run_migrations(settings: Settings) -> None:
@@ -95,7 +96,7 @@ def run_migrations(settings: Settings) -> None:
 
 
 def dev(settings: Settings) -> None:
-    """Everything on one machine: embedded servers where no URL is given, migrations, the API."""
+    """Everything on one machine: embedded servers where no URL is given, migrations, the worker, the API."""
     from common.embedded import embedded_postgres, embedded_redis, ensure_database
 
     with contextlib.ExitStack() as running:
@@ -112,8 +113,21 @@ def dev(settings: Settings) -> None:
         settings = load_settings(os.environ)
 
         run_migrations(settings)
+        worker = subprocess.Popen([sys.executable, "-m", "common.cli", "worker"])
+        running.callback(_stop_process, worker)
         log.info("Room Service on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
         serve(settings)
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Ask politely (SIGTERM: finish the batch in hand), insist after a while."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 if __name__ == "__main__":

@@ -27,16 +27,21 @@ _UNAVAILABLE = (
 )
 
 
-async def create_pool(settings: Settings) -> Pool:
-    """Make the pool without waiting for Postgres: the service starts (and reports not ready) while it is down."""
+async def create_pool(settings: Settings, command_timeout: float | None = None) -> Pool:
+    """Make the pool without waiting for Postgres: the service starts (and reports not ready) while it is down.
+
+    `command_timeout` bounds each statement; by default the API's `db_timeout_seconds`.
+    """
     return await asyncpg.create_pool(
         require(settings.database_url, "DATABASE_URL"),
         min_size=0,
         max_size=settings.db_pool_max_size,
         # asyncpg waits 60 s to connect and forever for a statement unless told otherwise.
         timeout=settings.db_connect_timeout_seconds,
-        command_timeout=settings.db_timeout_seconds,
+        command_timeout=command_timeout or settings.db_timeout_seconds,
         max_inactive_connection_lifetime=300,
+        # Event timestamps are rendered by Postgres (room_event_data) and days are UTC days.
+        server_settings={"timezone": "UTC"},
     )
 
 
@@ -64,19 +69,22 @@ async def close_pool(pool: Pool, settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def connection(pool: Pool, timeout: float) -> AsyncIterator[Connection]:
-    """A pooled connection for one unit of work, all of it (acquire included) bounded by `timeout`.
+async def connection(pool: Pool, timeout: float, *, whole: bool = True) -> AsyncIterator[Connection]:
+    """A pooled connection for one unit of work. Raises `DatabaseUnavailable` when Postgres cannot be
+    reached or answers too slowly.
 
-    Raises `DatabaseUnavailable` when Postgres cannot be reached or answered too slowly.
+    With `whole` (the default) `timeout` bounds all of it, acquiring included: what a request needs.
+    Without, it bounds the acquiring, and each statement is bounded by the pool's command timeout:
+    what a long batch job needs.
     """
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout if whole else None):
             conn = await pool.acquire(timeout=timeout)
             try:
                 yield conn
             except (asyncio.CancelledError, *_UNAVAILABLE):
                 # Cut off mid-statement, its state is unknown: close it rather than hand it to the
-                # next request (a graceful release would wait on a server that may not answer).
+                # next user (a graceful release would wait on a server that may not answer).
                 conn.terminate()
                 raise
             finally:

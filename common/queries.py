@@ -1,26 +1,32 @@
-"""SQL for rooms: one typed function per statement, the statement beside it."""
+"""SQL for rooms, their events and their history: one typed function per statement, the statement beside it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from common.database import Connection
+from common.events import RoomEvent, encode_data, from_outbox
 from common.rooms import Room, StoredRoom
 
-_INSERT_ROOM = """
-INSERT INTO meetings (room_id, host_id, max_participants, expires_at)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-RETURNING id, room_id, host_id, max_participants, created_at, expires_at
-"""
 
-_GET_ROOM = """
-SELECT id, room_id, host_id, max_participants, created_at, expires_at,
-       is_active AND expires_at > now() AS live
-FROM meetings
-WHERE room_id = $1
-"""
+class Outboxed(NamedTuple):
+    """An event and its outbox row, which is marked once the event is on the stream."""
+
+    outbox_id: int
+    event: RoomEvent
+
+
+class DailyStats(msgspec.Struct, frozen=True, rename="camel"):
+    day: date
+    rooms_created: int
+    rooms_ended: int
+    distinct_hosts: int
 
 
 def _room(row: asyncpg.Record) -> Room:
@@ -34,11 +40,43 @@ def _room(row: asyncpg.Record) -> Room:
     )
 
 
-async def insert_room(conn: Connection, room_id: str, host_id: UUID, max_participants: int, ttl_seconds: int) -> Room:
-    """Insert a meeting that lives `ttl_seconds` from now. Raises `asyncpg.UniqueViolationError` on a taken code."""
-    row = await conn.fetchrow(_INSERT_ROOM, room_id, host_id, max_participants, float(ttl_seconds))
+def _outboxed(row: asyncpg.Record) -> Outboxed:
+    return Outboxed(row["outbox_id"], from_outbox(row))
+
+
+# -- rooms ------------------------------------------------------------------------------------
+
+# One statement, so one transaction: the room and its `room.created` event exist together or not at all.
+_CREATE_ROOM = """
+WITH room AS (
+    INSERT INTO meetings (room_id, host_id, max_participants, expires_at)
+    VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+    RETURNING id, room_id, host_id, max_participants, created_at, expires_at, version,
+              room_event_data(meetings) AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, occurred_at, data)
+    SELECT 'room.created', room_id, version, created_at, data FROM room
+    RETURNING id AS outbox_id, event_id, type, occurred_at
+)
+SELECT room.*, event.* FROM room, event
+"""
+
+
+async def create_room(
+    conn: Connection, room_id: str, host_id: UUID, max_participants: int, ttl_seconds: int
+) -> tuple[Room, Outboxed]:
+    """Insert a meeting living `ttl_seconds` and its outbox event. Raises `UniqueViolationError` on a taken code."""
+    row = await conn.fetchrow(_CREATE_ROOM, room_id, host_id, max_participants, float(ttl_seconds))
     assert row is not None  # INSERT ... RETURNING yields its row or raises
-    return _room(row)
+    return _room(row), _outboxed(row)
+
+
+_GET_ROOM = """
+SELECT id, room_id, host_id, max_participants, created_at, expires_at,
+       is_active AND expires_at > now() AS live
+FROM meetings
+WHERE room_id = $1
+"""
 
 
 async def get_room(conn: Connection, room_id: str) -> StoredRoom | None:
@@ -46,3 +84,166 @@ async def get_room(conn: Connection, room_id: str) -> StoredRoom | None:
     if row is None:
         return None
     return StoredRoom(room=_room(row), live=row["live"])
+
+
+async def room_exists(conn: Connection, room_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM meetings WHERE room_id = $1)", room_id))
+
+
+_LIVE_ROOMS_AFTER = """
+SELECT id, room_id, host_id, max_participants, created_at, expires_at
+FROM meetings
+WHERE is_active AND room_id > $1 AND expires_at > now()
+ORDER BY room_id
+LIMIT $2
+"""
+
+
+async def live_rooms_after(conn: Connection, after_room_id: str, limit: int) -> list[Room]:
+    """The next `limit` live rooms in code order: a keyset page, so a sweep never holds them all."""
+    return [_room(row) for row in await conn.fetch(_LIVE_ROOMS_AFTER, after_room_id, limit)]
+
+
+# Rooms past their lifetime end, each with its `room.ended` event, in one statement. SKIP LOCKED lets
+# several workers expire at once without waiting on each other.
+_EXPIRE_ROOMS = """
+WITH ended AS (
+    UPDATE meetings m SET is_active = false, version = m.version + 1
+    WHERE m.id IN (
+        SELECT id FROM meetings
+        WHERE is_active AND expires_at <= now()
+        ORDER BY expires_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING m.room_id, m.version, room_event_data(m, 'expired') AS data
+)
+INSERT INTO room_events (type, room_id, version, data)
+SELECT 'room.ended', room_id, version, data FROM ended
+RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+"""
+
+
+async def expire_rooms(conn: Connection, limit: int) -> list[Outboxed]:
+    return [_outboxed(row) for row in await conn.fetch(_EXPIRE_ROOMS, limit)]
+
+
+# -- the outbox -------------------------------------------------------------------------------
+
+
+async def mark_published(conn: Connection, outbox_ids: Sequence[int]) -> None:
+    await conn.execute(
+        "UPDATE room_events SET published_at = now() WHERE id = any($1::bigint[]) AND published_at IS NULL",
+        list(outbox_ids),
+    )
+
+
+_UNPUBLISHED = """
+SELECT id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+FROM room_events
+WHERE published_at IS NULL AND occurred_at < now() - make_interval(secs => $1)
+ORDER BY id
+LIMIT $2
+"""
+
+
+async def unpublished_events(conn: Connection, grace_seconds: float, limit: int) -> list[Outboxed]:
+    """Events not yet on the stream, oldest first, leaving the youngest to the API that wrote them."""
+    return [_outboxed(row) for row in await conn.fetch(_UNPUBLISHED, grace_seconds, limit)]
+
+
+async def prune_published(conn: Connection, older_than_seconds: int, limit: int) -> int:
+    """Delete published outbox rows older than the stream keeps them; returns how many."""
+    status = await conn.execute(
+        """
+        DELETE FROM room_events WHERE id IN (
+            SELECT id FROM room_events
+            WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => $1)
+            LIMIT $2
+        )
+        """,
+        float(older_than_seconds),
+        limit,
+    )
+    return int(status.split()[-1])
+
+
+# -- history and daily aggregates ---------------------------------------------------------------
+
+# Idempotent by event_id: an event delivered twice is recorded, and counted, once. The aggregates
+# change in the same statement as the history rows, so they never disagree.
+_RECORD_HISTORY = """
+WITH incoming AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::jsonb[])
+        AS e(event_id, room_id, type, version, occurred_at, data)
+), recorded AS (
+    INSERT INTO room_history (event_id, room_id, type, version, occurred_at, data)
+    SELECT * FROM incoming
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING type, (occurred_at AT TIME ZONE 'UTC')::date AS day, data
+), counted AS (
+    INSERT INTO daily_room_stats AS s (day, rooms_created, rooms_ended)
+    SELECT day, count(*) FILTER (WHERE type = 'room.created'), count(*) FILTER (WHERE type = 'room.ended')
+    FROM recorded GROUP BY day ORDER BY day
+    ON CONFLICT (day) DO UPDATE
+        SET rooms_created = s.rooms_created + excluded.rooms_created,
+            rooms_ended = s.rooms_ended + excluded.rooms_ended
+), hosted AS (
+    INSERT INTO daily_room_hosts (day, host_id)
+    SELECT DISTINCT day, (data ->> 'hostId')::uuid FROM recorded WHERE type = 'room.created'
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM recorded  -- every CTE above runs to completion whether read or not
+"""
+
+
+async def record_history(conn: Connection, events: Sequence[RoomEvent]) -> int:
+    """Record events not seen before and count them into the daily aggregates; returns how many were new."""
+    recorded = await conn.fetchval(
+        _RECORD_HISTORY,
+        [e.event_id for e in events],
+        [e.room_id for e in events],
+        [e.type for e in events],
+        [e.version for e in events],
+        [e.occurred_at for e in events],
+        [encode_data(e).decode() for e in events],
+    )
+    return int(recorded)
+
+
+_ROOM_HISTORY = """
+SELECT NULL::bigint AS outbox_id, event_id, type, room_id, version, occurred_at, data
+FROM room_history
+WHERE room_id = $1
+ORDER BY occurred_at, version
+"""
+
+
+async def room_history(conn: Connection, room_id: str) -> list[RoomEvent]:
+    """A room's recorded lifecycle, oldest first."""
+    return [from_outbox(row) for row in await conn.fetch(_ROOM_HISTORY, room_id)]
+
+
+_DAILY_STATS = """
+SELECT d::date AS day,
+       coalesce(s.rooms_created, 0) AS rooms_created,
+       coalesce(s.rooms_ended, 0) AS rooms_ended,
+       (SELECT count(*) FROM daily_room_hosts h WHERE h.day = d::date) AS distinct_hosts
+FROM generate_series($1::date, $2::date, interval '1 day') AS d
+LEFT JOIN daily_room_stats s ON s.day = d::date
+ORDER BY d
+"""
+
+
+async def daily_stats(conn: Connection, first: date, last: date) -> list[DailyStats]:
+    """One row per UTC day from `first` to `last` inclusive, zeros where nothing happened."""
+    return [
+        DailyStats(
+            day=row["day"],
+            rooms_created=row["rooms_created"],
+            rooms_ended=row["rooms_ended"],
+            distinct_hosts=row["distinct_hosts"],
+        )
+        for row in await conn.fetch(_DAILY_STATS, first, last)
+    ]

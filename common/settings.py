@@ -52,6 +52,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_breaker_threshold: PositiveInt = 3
     redis_max_connections: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
 
+    # Room events (docs/events.md). Entries older than the retention are trimmed from the stream: a
+    # consumer that falls further behind than that misses them.
+    stream_name: Annotated[str, msgspec.Meta(min_length=1)] = "rooms:events"
+    stream_retention_seconds: Annotated[int, msgspec.Meta(ge=3600, le=30 * 86400)] = 86400
+    # Unpublished outbox rows younger than this are left to the API that wrote them.
+    relay_grace_seconds: Seconds = 2.0
+
+    # The worker.
+    # Bounds for the worker's batches: larger than the API's, as a batch carries thousands of rooms.
+    worker_redis_timeout_seconds: Seconds = 5.0
+    worker_db_timeout_seconds: Seconds = 10.0
+    consumer_group: Annotated[str, msgspec.Meta(min_length=1)] = "roomservice-history"
+    consumer_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    # An entry pending this long with a consumer is taken over by another: longer than the slowest batch.
+    claim_idle_seconds: Seconds = 30.0
+    max_deliveries: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    # Periodic jobs run on a clock (arq cron): the interval must divide a minute or an hour evenly.
+    sweep_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
+    expiry_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
+    sweep_batch_size: Annotated[int, msgspec.Meta(ge=100, le=50_000)] = 5000
+
+    # Analytics API.
+    stats_max_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 366
+
     def __post_init__(self) -> None:
         if self.default_max_participants > self.max_participants_limit:
             raise SettingsError(
@@ -60,8 +84,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN_SIZE must not exceed {ENV_PREFIX}DB_POOL_MAX_SIZE")
+        for name in ("sweep_interval_seconds", "expiry_interval_seconds"):
+            if not _fits_a_clock(getattr(self, name)):
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()} must divide 60, or be a whole number of minutes dividing 60"
+                )
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be one of debug, info, warning, error")
+
+
+def _fits_a_clock(seconds: int) -> bool:
+    if seconds < 60:
+        return 60 % seconds == 0
+    return seconds % 60 == 0 and 3600 % seconds == 0
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

@@ -21,6 +21,7 @@ from common.embedded import embedded_postgres, embedded_redis, ensure_database
 from common.migrate import migrate
 from common.settings import Settings
 from tests.faultproxy import FaultProxy, postgres_upstream, redis_upstream
+from worker.resources import WorkerResources, worker_resources
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +70,20 @@ def make_settings(database_url: str, redis_url: str, **overrides: object) -> Set
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str) -> Settings:
-    return make_settings(database_url, redis_url)
+def stream_name() -> str:
+    """A room event stream of the test's own, so tests never see each other's events."""
+    return f"test:{uuid.uuid4().hex[:12]}:events"
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, stream_name: str) -> Settings:
+    return make_settings(database_url, redis_url, stream_name=stream_name)
+
+
+@pytest.fixture
+async def worker_res(settings: Settings) -> AsyncIterator[WorkerResources]:
+    async with worker_resources(settings) as res:
+        yield res
 
 
 @pytest.fixture

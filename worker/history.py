@@ -1,0 +1,169 @@
+"""The room stream's history consumer: records every event in Postgres, with daily aggregates.
+
+A consumer group spreads entries over the workers. An entry is acknowledged only after its effect is
+committed, and the effect is idempotent by `eventId`, so redelivery (after a crash, or to another
+worker that claims it) never counts twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+
+import asyncpg
+from redis.exceptions import ResponseError
+
+from common import queries
+from common.database import connection
+from common.events import InvalidEntry, RoomEvent, from_stream_fields
+from worker.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+
+# How long XREADGROUP waits for new entries; also how quickly a stop request is noticed.
+_BLOCK_MS = 1000
+# Consumers that have been idle this long and hold nothing are removed from the group.
+_FORGET_CONSUMERS_AFTER_MS = 24 * 3600 * 1000
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def dead_letter_stream(stream: str) -> str:
+    return f"{stream}:dead"
+
+
+class HistoryConsumer:
+    """One member of the consumer group. `run` loops until `stop` is set."""
+
+    def __init__(self, res: WorkerResources, name: str | None = None) -> None:
+        self._res = res
+        self._redis = res.cache.client
+        settings = res.settings
+        self._stream = settings.stream_name
+        self._group = settings.consumer_group
+        self._batch = settings.consumer_batch_size
+        self._claim_idle_ms = int(settings.claim_idle_seconds * 1000)
+        self._max_deliveries = settings.max_deliveries
+        self._timeout = settings.worker_redis_timeout_seconds
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ensure_group()
+        # Entries this consumer was given but did not acknowledge (it failed mid-batch) come first.
+        own_backlog = True
+        next_claim = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_claim:
+                await self.claim_abandoned()
+                next_claim = time.monotonic() + self._claim_idle_ms / 2000
+            entries = await self.read(own_backlog)
+            if own_backlog and not entries:
+                own_backlog = False
+                continue
+            await self.handle(entries)
+
+    async def ensure_group(self) -> None:
+        """Create the group (and the stream) if needed; a group made now starts at the stream's beginning."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, own_backlog: bool) -> list[Entry]:
+        async with asyncio.timeout(self._timeout + _BLOCK_MS / 1000):
+            reply = await self._redis.xreadgroup(
+                self._group,
+                self.name,
+                {self._stream: "0" if own_backlog else ">"},
+                count=self._batch,
+                block=None if own_backlog else _BLOCK_MS,
+            )
+        return [(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries if fields]
+
+    async def handle(self, entries: Sequence[Entry]) -> None:
+        """Record a batch and acknowledge it. Raises (leaving it pending) if Postgres is unavailable."""
+        if not entries:
+            return
+        events: list[tuple[bytes, RoomEvent]] = []
+        for entry_id, fields in entries:
+            try:
+                events.append((entry_id, from_stream_fields(fields)))
+            except InvalidEntry as exc:
+                await self.dead_letter(entry_id, fields, str(exc))
+        try:
+            await self._record([event for _, event in events])
+        except asyncpg.PostgresError:
+            # Something in the batch is refused by the database (not an outage, which raises
+            # DatabaseUnavailable): find the culprit one event at a time.
+            for entry_id, event in events:
+                try:
+                    await self._record([event])
+                except asyncpg.PostgresError as exc:
+                    await self.dead_letter(entry_id, dict(entries)[entry_id], f"refused by the database: {exc}")
+        await self._ack([entry_id for entry_id, _ in events])
+
+    async def claim_abandoned(self) -> None:
+        """Take over entries left pending by a consumer that died; dead-letter those tried too often."""
+        start = "0-0"
+        while True:
+            async with asyncio.timeout(self._timeout):
+                next_start, claimed, _deleted = await self._redis.xautoclaim(
+                    self._stream, self._group, self.name, self._claim_idle_ms, start_id=start, count=self._batch
+                )
+            claimed = [(entry_id, fields) for entry_id, fields in claimed if fields]
+            if claimed:
+                log.info("claimed %d entries abandoned by another consumer", len(claimed))
+                await self.handle(await self._drop_exhausted(claimed))
+            if next_start in (b"0-0", "0-0"):
+                break
+            start = next_start
+        await self._forget_idle_consumers()
+
+    async def dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], reason: str) -> None:
+        log.error("dead-lettering stream entry %s: %s", entry_id.decode(), reason)
+        extra = {b"originalId": entry_id, b"reason": reason.encode(), b"consumer": self.name.encode()}
+        async with asyncio.timeout(self._timeout):
+            await self._redis.xadd(dead_letter_stream(self._stream), {**fields, **extra})  # type: ignore[dict-item]
+        await self._ack([entry_id])
+
+    async def _drop_exhausted(self, claimed: list[Entry]) -> list[Entry]:
+        """Dead-letter the claimed entries delivered more than `max_deliveries` times; return the rest."""
+        pipe = self._redis.pipeline(transaction=False)
+        for entry_id, _ in claimed:
+            pipe.xpending_range(self._stream, self._group, min=entry_id, max=entry_id, count=1)
+        async with asyncio.timeout(self._timeout):
+            details = await pipe.execute()
+        keep: list[Entry] = []
+        for (entry_id, fields), detail in zip(claimed, details, strict=True):
+            deliveries = detail[0]["times_delivered"] if detail else 0
+            if deliveries > self._max_deliveries:
+                await self.dead_letter(entry_id, fields, f"delivered {deliveries} times without success")
+            else:
+                keep.append((entry_id, fields))
+        return keep
+
+    async def _forget_idle_consumers(self) -> None:
+        async with asyncio.timeout(self._timeout):
+            consumers = await self._redis.xinfo_consumers(self._stream, self._group)
+            for consumer in consumers:
+                name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+                if name != self.name and consumer["pending"] == 0 and consumer["idle"] > _FORGET_CONSUMERS_AFTER_MS:
+                    await self._redis.xgroup_delconsumer(self._stream, self._group, name)
+
+    async def _record(self, events: list[RoomEvent]) -> None:
+        if not events:
+            return
+        async with connection(self._res.pool, self._res.settings.worker_db_timeout_seconds) as conn:
+            recorded = await queries.record_history(conn, events)
+        self._res.metrics.incr("events_recorded_total", recorded)
+
+    async def _ack(self, entry_ids: list[bytes]) -> None:
+        if entry_ids:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.xack(self._stream, self._group, *entry_ids)
