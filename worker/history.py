@@ -39,7 +39,7 @@ def dead_letter_stream(stream: str) -> str:
 class HistoryConsumer:
     """One member of the consumer group. `run` loops until `stop` is set."""
 
-    def __init__(self, res: WorkerResources, name: str | None = None) -> None:
+    def __init__(self, res: WorkerResources, name: str | None = None, block_ms: int = _BLOCK_MS) -> None:
         self._res = res
         self._redis = res.cache.client
         settings = res.settings
@@ -50,6 +50,7 @@ class HistoryConsumer:
         self._max_deliveries = settings.max_deliveries
         self._timeout = settings.worker_redis_timeout_seconds
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self._block_ms = block_ms
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_group()
@@ -76,13 +77,13 @@ class HistoryConsumer:
                 raise
 
     async def read(self, own_backlog: bool) -> list[Entry]:
-        async with asyncio.timeout(self._timeout + _BLOCK_MS / 1000):
+        async with asyncio.timeout(self._timeout + self._block_ms / 1000):
             reply = await self._redis.xreadgroup(
                 self._group,
                 self.name,
                 {self._stream: "0" if own_backlog else ">"},
                 count=self._batch,
-                block=None if own_backlog else _BLOCK_MS,
+                block=None if own_backlog else self._block_ms,
             )
         return [(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries if fields]
 
