@@ -20,9 +20,11 @@ from typing import Any
 from arq import cron, func
 from arq.connections import ArqRedis
 from arq.worker import Worker
+from redis.exceptions import RedisError
 
 from common.cache import create_redis
 from common.jobs import RESTORE_ROOM_CACHE
+from common.rooms import DatabaseUnavailable
 from common.settings import Settings
 from worker.cache_rebuild import restore_room_cache, sweep_room_cache
 from worker.expiry import expire_rooms
@@ -86,6 +88,8 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]], stop: asyncio
         started = time.monotonic()
         try:
             await run()
+        except (RedisError, OSError, DatabaseUnavailable) as exc:
+            log.warning("%s failed, a dependency is unavailable (%r); restarting in %.1fs", name, exc, backoff)
         except Exception:
             log.exception("%s failed; restarting in %.1fs", name, backoff)
         if time.monotonic() - started > 60:
