@@ -97,7 +97,7 @@ async def test_worker_resumes_after_sigkill_and_after_a_redis_restart(
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
         # The outage ended arq's poll loop, and the supervisor started it again.
-        assert "jobs failed; restarting" in log.read_text()
+        assert "jobs failed, a dependency is unavailable" in log.read_text()
     finally:
         if worker.poll() is None:
             worker.kill()
