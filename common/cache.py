@@ -104,15 +104,18 @@ class RoomCache:
             self._metrics.incr("cache_writes_skipped_total", len(put))
         return done is not None
 
-    async def missing(self, room_ids: Sequence[str]) -> list[str] | None:
-        """Which of these rooms have no cache entry (None if Redis could not say)."""
+    async def restore(self, rooms: Sequence[Room]) -> int | None:
+        """Cache those of these rooms that are not cached (SET NX: one command checks and writes).
+
+        Returns how many were missing, or None if Redis could not be reached.
+        """
         pipe = self.client.pipeline(transaction=False)
-        for room_id in room_ids:
-            pipe.exists(room_key(room_id))
-        found = await self._call(pipe.execute, default=None)
-        if found is None:
+        for room in rooms:
+            pipe.set(room_key(room.room_id), ROOM_ENCODER.encode(room), pxat=_epoch_ms(room.expires_at), nx=True)
+        written = await self._call(pipe.execute, default=None)
+        if written is None:
             return None
-        return [room_id for room_id, present in zip(room_ids, found, strict=True) if not present]
+        return sum(1 for ok in written if ok)
 
     async def ping(self) -> bool:
         """Whether Redis answers now. Goes through the breaker, so it also serves as its probe."""

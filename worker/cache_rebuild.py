@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -44,20 +45,21 @@ async def sweep_room_cache(ctx: dict[str, Any]) -> int:
         if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _SWEEP_LOCK):
             return 0
         try:
-            after = ""
-            while True:
-                rooms = await queries.live_rooms_after(lock_conn, after, settings.sweep_batch_size)
-                if not rooms:
-                    break
-                after = rooms[-1].room_id
-                missing = await res.cache.missing([room.room_id for room in rooms])
-                if missing is None:
-                    raise RedisUnavailable("cannot check room keys")
-                if missing:
-                    wanted = set(missing)
-                    if not await res.cache.write(put=[room for room in rooms if room.room_id in wanted]):
+            # Two pages in flight at most: Postgres reads the next while Redis takes this one.
+            next_page = asyncio.create_task(queries.live_rooms_after(lock_conn, "", settings.sweep_batch_size))
+            try:
+                while rooms := await next_page:
+                    next_page = asyncio.create_task(
+                        queries.live_rooms_after(lock_conn, rooms[-1].room_id, settings.sweep_batch_size)
+                    )
+                    missing = await res.cache.restore(rooms)
+                    if missing is None:
                         raise RedisUnavailable("cannot restore room keys")
-                    restored += len(missing)
+                    restored += missing
+            finally:
+                # Let a page in flight finish (each statement is bounded) rather than cancel it: the
+                # connection is still needed, to release the lock.
+                await asyncio.gather(next_page, return_exceptions=True)
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", _SWEEP_LOCK)
     if restored:
