@@ -12,7 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from common.room_store import NoFreeRoomCode, ParticipantLimitOutOfRange
+from common.room_store import IdempotencyKeyReused, NoFreeRoomCode, NotRoomHost, ParticipantLimitOutOfRange
 from common.rooms import DatabaseUnavailable, RoomError, RoomGone, RoomNotFound
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ _DOMAIN_STATUS: dict[type, tuple[int, str]] = {
     RoomError: (500, "internal_error"),
     RoomNotFound: (404, "room_not_found"),
     RoomGone: (410, "room_gone"),
+    NotRoomHost: (403, "not_room_host"),
+    IdempotencyKeyReused: (422, "idempotency_key_reused"),
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),
     DatabaseUnavailable: (503, "database_unavailable"),
     NoFreeRoomCode: (503, "no_free_room_code"),

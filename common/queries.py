@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import NamedTuple
 from uuid import UUID
 
@@ -71,6 +71,72 @@ async def create_room(
     return _room(row), _outboxed(row)
 
 
+# The same, claiming an Idempotency-Key in the same statement. A key still live (24 h) makes the claim,
+# and so the whole insert, come out empty; a concurrent request with the key waits for this one.
+_CREATE_ROOM_WITH_KEY = """
+WITH claim AS (
+    INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
+    VALUES ($2, $5, $6, $1)
+    ON CONFLICT (host_id, key) DO UPDATE
+        SET request_hash = excluded.request_hash, room_id = excluded.room_id, created_at = now()
+        WHERE k.created_at <= now() - interval '24 hours'
+    RETURNING 1
+), room AS (
+    INSERT INTO meetings (room_id, host_id, max_participants, expires_at)
+    SELECT $1, $2, $3, now() + make_interval(secs => $4) WHERE EXISTS (SELECT 1 FROM claim)
+    RETURNING id, room_id, host_id, max_participants, created_at, expires_at, version,
+              room_event_data(meetings) AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, occurred_at, data)
+    SELECT 'room.created', room_id, version, created_at, data FROM room
+    RETURNING id AS outbox_id, event_id, type, occurred_at
+)
+SELECT room.*, event.* FROM room, event
+"""
+
+
+async def create_room_with_key(
+    conn: Connection,
+    room_id: str,
+    host_id: UUID,
+    max_participants: int,
+    ttl_seconds: int,
+    *,
+    key: str,
+    request_hash: str,
+) -> tuple[Room, Outboxed] | None:
+    """`create_room` under an Idempotency-Key; None if the key is already taken (see `find_by_key`)."""
+    row = await conn.fetchrow(
+        _CREATE_ROOM_WITH_KEY, room_id, host_id, max_participants, float(ttl_seconds), key, request_hash
+    )
+    return None if row is None else (_room(row), _outboxed(row))
+
+
+_FIND_BY_KEY = """
+SELECT k.request_hash, m.id, m.room_id, m.host_id, m.max_participants, m.created_at, m.expires_at
+FROM idempotency_keys k JOIN meetings m USING (room_id)
+WHERE k.host_id = $1 AND k.key = $2 AND k.created_at > now() - interval '24 hours'
+"""
+
+
+async def find_by_key(conn: Connection, host_id: UUID, key: str) -> tuple[str, Room] | None:
+    """The room a live Idempotency-Key made, with the hash of the request that made it."""
+    row = await conn.fetchrow(_FIND_BY_KEY, host_id, key)
+    return None if row is None else (row["request_hash"], _room(row))
+
+
+async def prune_idempotency_keys(conn: Connection, limit: int) -> int:
+    status = await conn.execute(
+        """
+        DELETE FROM idempotency_keys WHERE (host_id, key) IN (
+            SELECT host_id, key FROM idempotency_keys WHERE created_at <= now() - interval '24 hours' LIMIT $1
+        )
+        """,
+        limit,
+    )
+    return int(status.split()[-1])
+
+
 _GET_ROOM = """
 SELECT id, room_id, host_id, max_participants, created_at, expires_at,
        is_active AND expires_at > now() AS live
@@ -84,6 +150,89 @@ async def get_room(conn: Connection, room_id: str) -> StoredRoom | None:
     if row is None:
         return None
     return StoredRoom(room=_room(row), live=row["live"])
+
+
+_HOST_ROOMS = """
+SELECT id, room_id, host_id, max_participants, created_at, expires_at,
+       is_active AND expires_at > now() AS live
+FROM meetings
+WHERE host_id = $1
+  AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+  AND CASE $4::text
+        WHEN 'active' THEN is_active AND expires_at > now()
+        WHEN 'ended' THEN NOT (is_active AND expires_at > now())
+        ELSE true
+      END
+ORDER BY created_at DESC, id DESC
+LIMIT $5
+"""
+
+
+async def host_rooms(
+    conn: Connection, host_id: UUID, status: str, limit: int, before: tuple[datetime, UUID] | None
+) -> list[StoredRoom]:
+    """A host's rooms, newest first, starting after the keyset position `before` (created_at, id)."""
+    created_at, room_uuid = before if before else (None, None)
+    rows = await conn.fetch(_HOST_ROOMS, host_id, created_at, room_uuid, status, limit)
+    return [StoredRoom(room=_room(row), live=row["live"]) for row in rows]
+
+
+async def room_owner(conn: Connection, room_id: str) -> tuple[UUID, bool] | None:
+    """Who hosts the room and whether it is live; None if there is no such room."""
+    row = await conn.fetchrow(
+        "SELECT host_id, is_active AND expires_at > now() AS live FROM meetings WHERE room_id = $1", room_id
+    )
+    return None if row is None else (row["host_id"], row["live"])
+
+
+# A change made by the API publishes at once only if no earlier event of the room is still waiting in
+# the outbox: the relay publishes in order, so per-room order holds either way. (The outer query's
+# snapshot does not see this statement's own event row.)
+_UPDATE_LIMIT = """
+WITH room AS (
+    UPDATE meetings m SET max_participants = $3, version = m.version + 1
+    WHERE m.room_id = $1 AND m.host_id = $2 AND m.is_active AND m.expires_at > now()
+    RETURNING m.id, m.room_id, m.host_id, m.max_participants, m.created_at, m.expires_at, m.version,
+              room_event_data(m) AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, data)
+    SELECT 'room.updated', room_id, version, data FROM room
+    RETURNING id AS outbox_id, event_id, type, occurred_at
+)
+SELECT room.*, event.*,
+       NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = $1 AND e.published_at IS NULL) AS publish_now
+FROM room, event
+"""
+
+
+async def update_max_participants(
+    conn: Connection, room_id: str, host_id: UUID, max_participants: int
+) -> tuple[Room, Outboxed, bool] | None:
+    """Change a live room of this host; None if there is no such live room of theirs (see `room_owner`)."""
+    row = await conn.fetchrow(_UPDATE_LIMIT, room_id, host_id, max_participants)
+    return None if row is None else (_room(row), _outboxed(row), row["publish_now"])
+
+
+_END_ROOM = """
+WITH ended AS (
+    UPDATE meetings m SET is_active = false, version = m.version + 1
+    WHERE m.room_id = $1 AND m.host_id = $2 AND m.is_active
+    RETURNING m.room_id, m.version, room_event_data(m, 'deleted') AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, data)
+    SELECT 'room.ended', room_id, version, data FROM ended
+    RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+)
+SELECT event.*,
+       NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = $1 AND e.published_at IS NULL) AS publish_now
+FROM event
+"""
+
+
+async def end_room(conn: Connection, room_id: str, host_id: UUID) -> tuple[Outboxed, bool] | None:
+    """Soft-delete an active room of this host; None if there is none (already ended, or not theirs)."""
+    row = await conn.fetchrow(_END_ROOM, room_id, host_id)
+    return None if row is None else (_outboxed(row), row["publish_now"])
 
 
 async def room_exists(conn: Connection, room_id: str) -> bool:

@@ -1,11 +1,13 @@
-"""Creating and validating rooms: Postgres is the truth, Redis a write-through cache in front of it."""
+"""Room operations: Postgres is the truth, Redis a write-through cache and the event mailbox in front of it."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -14,15 +16,26 @@ from redis.exceptions import RedisError
 
 from common import queries
 from common.cache import RoomCache
-from common.database import Pool, connection
+from common.database import Connection, Pool, connection
 from common.events import RoomEvent
 from common.jobs import request_restore
 from common.metrics import Metrics
 from common.room_codes import generate_room_code
-from common.rooms import DatabaseUnavailable, Room, RoomError, RoomGone, RoomNotFound, RoomView, to_view
+from common.rooms import (
+    DatabaseUnavailable,
+    Room,
+    RoomError,
+    RoomGone,
+    RoomNotFound,
+    RoomView,
+    StoredRoom,
+    to_view,
+)
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
+
+RoomStatus = Literal["active", "ended", "all"]
 
 # With 26^10 codes a collision is already rare; five in a row means something else is wrong.
 _CODE_ATTEMPTS = 5
@@ -37,6 +50,14 @@ class ParticipantLimitOutOfRange(RoomError):
 
 class NoFreeRoomCode(RoomError):
     """Every code drawn was taken: with 26^10 codes, a sign of a broken generator, not bad luck."""
+
+
+class NotRoomHost(RoomError):
+    """Only the host may change or end a room."""
+
+
+class IdempotencyKeyReused(RoomError):
+    """An Idempotency-Key came back with a different request."""
 
 
 class RoomStore:
@@ -57,23 +78,62 @@ class RoomStore:
         self._new_code = new_code
         self._restore_requests: set[str] = set()
 
-    async def create(self, host_id: UUID, max_participants: int | None) -> Room:
+    # -- create -------------------------------------------------------------------------------
+
+    async def create(
+        self, host_id: UUID, max_participants: int | None, idempotency_key: str | None = None
+    ) -> tuple[Room, bool]:
         """Store a new room with its `room.created` event, then cache the room and publish the event.
 
         The room exists once Postgres has it, cached or not; an event Redis did not take waits in the
-        outbox for the worker's relay.
+        outbox for the worker's relay. With an `idempotency_key` already used by this host within 24 h
+        for the same request, the room it made is returned instead. Returns the room and whether it is new.
         """
-        limit = self._settings.max_participants_limit
-        if max_participants is None:
-            max_participants = self._settings.default_max_participants
-        elif not 2 <= max_participants <= limit:
-            raise ParticipantLimitOutOfRange(f"maxParticipants must be between 2 and {limit}")
-
-        room, created = await self._insert_with_fresh_code(host_id, max_participants)
+        max_participants = self._checked_limit(max_participants, default=self._settings.default_max_participants)
+        key = None
+        if idempotency_key is not None:
+            # What the request asked for, after defaults: an omitted limit and the default are the same.
+            key = (idempotency_key, hashlib.sha256(f"maxParticipants={max_participants}".encode()).hexdigest())
+        made = await self._insert_with_fresh_code(host_id, max_participants, key)
+        if made is None:
+            assert key is not None  # only a taken key makes no room
+            return await self._replay(host_id, *key), False
+        room, created = made
         self._metrics.incr("rooms_created_total")
-        if await self._cache.write(put=[room], publish=[created.event]):
-            await self._mark_published(created.outbox_id)
+        await self._after_commit(created, put=[room])
+        return room, True
+
+    async def _replay(self, host_id: UUID, key: str, request_hash: str) -> Room:
+        async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
+            found = await queries.find_by_key(conn, host_id, key)
+        if found is None:  # the key expired between the two statements: vanishingly rare
+            raise DatabaseUnavailable("idempotency key changed under the request; retry")
+        recorded_hash, room = found
+        if recorded_hash != request_hash:
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
         return room
+
+    async def _insert_with_fresh_code(
+        self, host_id: UUID, max_participants: int, key: tuple[str, str] | None
+    ) -> tuple[Room, queries.Outboxed] | None:
+        ttl = self._settings.room_ttl_seconds
+        for _ in range(_CODE_ATTEMPTS):
+            code = self._new_code()
+            try:
+                async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
+                    if key is None:
+                        return await queries.create_room(conn, code, host_id, max_participants, ttl)
+                    return await queries.create_room_with_key(
+                        conn, code, host_id, max_participants, ttl, key=key[0], request_hash=key[1]
+                    )
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != "meetings_room_id_key":
+                    raise
+                self._metrics.incr("room_code_collisions_total")
+                log.warning("room code %s was taken; drawing another", code)
+        raise NoFreeRoomCode(f"no free room code after {_CODE_ATTEMPTS} attempts")
+
+    # -- read ---------------------------------------------------------------------------------
 
     async def view(self, room_id: str) -> RoomView:
         """The live room with this (canonical) code: from Redis, else from Postgres, re-caching it."""
@@ -90,6 +150,12 @@ class RoomStore:
             self._restore_requests.add(room_id)
         return to_view(stored.room)
 
+    async def host_rooms(
+        self, host_id: UUID, status: RoomStatus, limit: int, before: tuple[datetime, UUID] | None
+    ) -> list[StoredRoom]:
+        async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
+            return await queries.host_rooms(conn, host_id, status, limit, before)
+
     async def history(self, room_id: str) -> list[RoomEvent]:
         """The room's recorded lifecycle events, oldest first. Recorded by the worker, so a moment behind."""
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
@@ -101,6 +167,76 @@ class RoomStore:
     async def daily_stats(self, first: date, last: date) -> list[queries.DailyStats]:
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             return await queries.daily_stats(conn, first, last)
+
+    # -- change -------------------------------------------------------------------------------
+
+    async def set_max_participants(self, room_id: str, host_id: UUID, max_participants: int) -> Room:
+        """Change a live room's limit (host only); Signaling applies it from the next join."""
+        max_participants = self._checked_limit(max_participants, default=None)
+        async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
+            changed = await queries.update_max_participants(conn, room_id, host_id, max_participants)
+            if changed is None:
+                await self._explain_refusal(conn, room_id, host_id)
+        assert changed is not None  # _explain_refusal raised otherwise
+        room, updated, publish_now = changed
+        await self._after_commit(updated, put=[room], publish=publish_now)
+        return room
+
+    async def end(self, room_id: str, host_id: UUID) -> None:
+        """End a room (host only). Ending an ended room again changes nothing."""
+        async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
+            ended = await queries.end_room(conn, room_id, host_id)
+            if ended is None:
+                owner = await queries.room_owner(conn, room_id)
+                if owner is None:
+                    raise RoomNotFound(f"no room {room_id}")
+                if owner[0] != host_id:
+                    raise NotRoomHost("only the room's host may end it")
+                return  # already ended
+        event, publish_now = ended
+        await self._after_commit(event, delete=[room_id], publish=publish_now)
+
+    async def _explain_refusal(self, conn: Connection, room_id: str, host_id: UUID) -> None:
+        owner = await queries.room_owner(conn, room_id)
+        if owner is None:
+            raise RoomNotFound(f"no room {room_id}")
+        if owner[0] != host_id:
+            raise NotRoomHost("only the room's host may change it")
+        raise RoomGone(f"room {room_id} has ended")
+
+    def _checked_limit(self, max_participants: int | None, default: int | None) -> int:
+        limit = self._settings.max_participants_limit
+        if max_participants is None and default is not None:
+            return default
+        if max_participants is None or not 2 <= max_participants <= limit:
+            raise ParticipantLimitOutOfRange(f"maxParticipants must be between 2 and {limit}")
+        return max_participants
+
+    # -- after commit: Redis ------------------------------------------------------------------
+
+    async def _after_commit(
+        self,
+        change: queries.Outboxed,
+        put: list[Room] | None = None,
+        delete: list[str] | None = None,
+        publish: bool = True,
+    ) -> None:
+        """Bring Redis in line with a committed change, then publish its event and mark it published.
+
+        `publish` is False when an earlier event of the room still waits in the outbox: the relay then
+        publishes both, in order.
+        """
+        events = [change.event] if publish else []
+        if await self._cache.write(put=put or (), delete=delete or (), publish=events) and publish:
+            await self._mark_published(change.outbox_id)
+
+    async def _mark_published(self, outbox_id: int) -> None:
+        """Best effort: if this fails the relay publishes the event again, and consumers drop the copy."""
+        try:
+            async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
+                await queries.mark_published(conn, [outbox_id])
+        except DatabaseUnavailable:
+            log.warning("could not mark event %s published; the relay will publish it again", outbox_id)
 
     async def forward_restore_requests(self, queue: ArqRedis, interval: float) -> None:
         """Runs for the life of the app: once Redis is back, ask the worker to restore what was missed."""
@@ -115,25 +251,3 @@ class RoomStore:
                 except (RedisError, OSError, TimeoutError):
                     break  # Redis went away again; keep the rest for the next round
                 self._restore_requests.discard(room_id)
-
-    async def _mark_published(self, outbox_id: int) -> None:
-        """Best effort: if this fails the relay publishes the event again, and consumers drop the copy."""
-        try:
-            async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
-                await queries.mark_published(conn, [outbox_id])
-        except DatabaseUnavailable:
-            log.warning("could not mark event %s published; the relay will publish it again", outbox_id)
-
-    async def _insert_with_fresh_code(self, host_id: UUID, max_participants: int) -> tuple[Room, queries.Outboxed]:
-        ttl = self._settings.room_ttl_seconds
-        for _ in range(_CODE_ATTEMPTS):
-            code = self._new_code()
-            try:
-                async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
-                    return await queries.create_room(conn, code, host_id, max_participants, ttl)
-            except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name != "meetings_room_id_key":
-                    raise
-                self._metrics.incr("room_code_collisions_total")
-                log.warning("room code %s was taken; drawing another", code)
-        raise NoFreeRoomCode(f"no free room code after {_CODE_ATTEMPTS} attempts")
