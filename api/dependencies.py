@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
+from litestar import Request
 from litestar.datastructures import State
 from litestar.params import HeaderParameter
 
@@ -15,6 +16,19 @@ from common.room_store import RoomStore
 def provide_store(state: State) -> RoomStore:
     store: RoomStore = state.room_store
     return store
+
+
+def provide_client(
+    request: Request[Any, Any, Any],
+    x_user_id: Annotated[str | None, HeaderParameter(name="X-User-Id", required=False)] = None,
+) -> str:
+    """Who is asking, for rate limits: the gateway's user id when there is a valid one, else the peer address."""
+    if x_user_id:
+        try:
+            return str(UUID(x_user_id.strip()))
+        except ValueError:
+            pass
+    return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
 def provide_caller(

@@ -12,7 +12,13 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from common.room_store import IdempotencyKeyReused, NoFreeRoomCode, NotRoomHost, ParticipantLimitOutOfRange
+from common.room_store import (
+    IdempotencyKeyReused,
+    NoFreeRoomCode,
+    NotRoomHost,
+    ParticipantLimitOutOfRange,
+    RateLimited,
+)
 from common.rooms import DatabaseUnavailable, RoomError, RoomGone, RoomNotFound
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,7 @@ _DOMAIN_STATUS: dict[type, tuple[int, str]] = {
     RoomGone: (410, "room_gone"),
     NotRoomHost: (403, "not_room_host"),
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
+    RateLimited: (429, "rate_limited"),
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),
     DatabaseUnavailable: (503, "database_unavailable"),
     NoFreeRoomCode: (503, "no_free_room_code"),
@@ -69,6 +76,8 @@ def _room_error(request: Request[Any, Any, Any], exc: RoomError) -> Response[Err
         return error_response(
             status_code, code, "the room database is unavailable; retry shortly", headers={"Retry-After": "1"}
         )
+    if isinstance(exc, RateLimited):
+        return error_response(status_code, code, str(exc), headers={"Retry-After": str(exc.retry_after)})
     return error_response(status_code, code, str(exc))
 
 

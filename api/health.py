@@ -12,9 +12,11 @@ from common.database import connection
 from common.rooms import DatabaseUnavailable
 
 
-class Readiness(msgspec.Struct, frozen=True):
+class Readiness(msgspec.Struct, frozen=True, rename="camel"):
     postgres: Literal["ok", "down"]
     redis: Literal["ok", "down"]
+    # Rate limits live in Redis: without it they are not enforced (the service stays up instead).
+    rate_limits: Literal["enforced", "fail-open"]
 
 
 @get("/health/live", summary="The process is up", tags=["health"], cache=False)
@@ -35,8 +37,11 @@ async def ready(state: State) -> Response[Readiness]:
             await conn.fetchval("SELECT 1")
     except DatabaseUnavailable:
         postgres = "down"
-    redis: Literal["ok", "down"] = "ok" if await state.cache.ping() else "down"
-    return Response(Readiness(postgres=postgres, redis=redis), status_code=200 if postgres == "ok" else 503)
+    redis_up = await state.cache.ping()
+    readiness = Readiness(
+        postgres=postgres, redis="ok" if redis_up else "down", rate_limits="enforced" if redis_up else "fail-open"
+    )
+    return Response(readiness, status_code=200 if postgres == "ok" else 503)
 
 
 @get("/metrics", summary="Counters in the Prometheus text format", tags=["health"], media_type="text/plain")

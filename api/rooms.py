@@ -15,7 +15,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
-from api.dependencies import provide_caller, provide_store
+from api.dependencies import provide_caller, provide_client, provide_store
 from api.errors import ApiError, error_responses
 from common.events import RoomEvent
 from common.room_codes import normalize_room_code
@@ -113,7 +113,7 @@ class RoomHistory(msgspec.Struct, frozen=True, rename="camel"):
         "`maxParticipants` defaults to the configured default. With an `Idempotency-Key`, a retry within "
         "24 h answers with the room the first request made instead of creating another."
     ),
-    responses=error_responses(400, 401, 413, 422, 503),
+    responses=error_responses(400, 401, 413, 422, 429, 503),
     operation_class=_limit_body(required=False),
 )
 async def create_room(
@@ -165,10 +165,10 @@ async def list_rooms(
     "/{room_id:str}",
     summary="Validate a room",
     description="Answers 200 with the room while it is live. The code is case-insensitive and may omit its dashes.",
-    responses=error_responses(400, 404, 410, 503),
+    responses=error_responses(400, 404, 410, 429, 503),
 )
-async def get_room(store: NamedDependency[RoomStore], room_id: RoomCode) -> RoomView:
-    return await store.view(_room_code(room_id))
+async def get_room(store: NamedDependency[RoomStore], client: NamedDependency[str], room_id: RoomCode) -> RoomView:
+    return await store.view(_room_code(room_id), client)
 
 
 @patch(
@@ -247,6 +247,7 @@ rooms_router = Router(
     route_handlers=[create_room, list_rooms, get_room, update_room, end_room, get_room_history],
     dependencies={
         "caller": Provide(provide_caller, sync_to_thread=False),
+        "client": Provide(provide_client, sync_to_thread=False),
         "store": Provide(provide_store, sync_to_thread=False),
     },
     tags=["rooms"],

@@ -8,9 +8,11 @@ outage cost nothing once it is known.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import NamedTuple, TypeVar, cast
 
 import msgspec
 import redis.asyncio as redis
@@ -31,6 +33,31 @@ _VIEW_DECODER = msgspec.json.Decoder(RoomView)
 def room_key(room_id: str) -> str:
     """The Redis key Signaling reads. Part of the contract in docs/signaling.md."""
     return f"room:{room_id}"
+
+
+def participants_key(room_id: str) -> str:
+    """The room's participant set (common/lua/join.lua). Its hash tag puts it in `room:<roomId>`'s cluster slot."""
+    return "{" + room_key(room_id) + "}:participants"
+
+
+def missing_room_key(room_id: str) -> str:
+    """Marks a code recently found not to exist (the hash tag keeps it in the room key's cluster slot)."""
+    return f"{{room:{room_id}}}:missing"
+
+
+def _window(kind: str, client: str) -> tuple[str, int]:
+    """The fixed one-minute window counter of `client` for `kind`, and seconds until the window ends."""
+    now = time.time()
+    return f"ratelimit:{kind}:{client}:{int(now // 60)}", 60 - int(now % 60)
+
+
+class Lookup(NamedTuple):
+    """What one round trip tells about a room code and the client asking."""
+
+    view: RoomView | None
+    known_missing: bool
+    recent_misses: int
+    retry_after: int
 
 
 def create_redis(settings: Settings, timeout: float, client_class: type[R]) -> R:
@@ -65,19 +92,47 @@ class RoomCache:
         """False while the breaker is open, that is while Redis is known to be down."""
         return not self._breaker.is_open
 
-    async def get_view(self, room_id: str) -> RoomView | None:
-        """The cached room as clients see it, or None on a miss, an outage or an unreadable value."""
-        raw = await self._call(lambda: self.client.get(room_key(room_id)), default=None)
-        if raw is None:
+    async def lookup(self, room_id: str, client: str) -> Lookup:
+        """The cached room, whether the code is known not to exist, and the client's recent misses.
+
+        With Redis unavailable: nothing cached, nothing known, no misses (the limits fail open).
+        """
+        counter, retry_after = _window("miss", client)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(room_key(room_id))
+        pipe.exists(missing_room_key(room_id))
+        pipe.get(counter)
+        found = await self._call(pipe.execute, default=None)
+        if found is None:
             self._metrics.incr("cache_misses_total")
-            return None
-        try:
-            view = _VIEW_DECODER.decode(raw)
-        except msgspec.DecodeError:
-            self._metrics.incr("cache_misses_total")
-            return None  # not ours or from an incompatible version: Postgres answers and overwrites it
-        self._metrics.incr("cache_hits_total")
-        return view
+            return Lookup(None, known_missing=False, recent_misses=0, retry_after=retry_after)
+        raw, known_missing, misses = found
+        view = None
+        if raw is not None:
+            # A value not ours or from an incompatible version counts as a miss: Postgres answers and overwrites it.
+            with contextlib.suppress(msgspec.DecodeError):
+                view = _VIEW_DECODER.decode(raw)
+        self._metrics.incr("cache_hits_total" if view is not None else "cache_misses_total")
+        return Lookup(view, bool(known_missing), int(misses or 0), retry_after)
+
+    async def record_miss(self, client: str, unknown_room_id: str | None, remember_seconds: int) -> None:
+        """Count a 404/410 against the client; for a 404, remember the code as missing for a while."""
+        counter, _ = _window("miss", client)
+        pipe = self.client.pipeline(transaction=False)
+        if unknown_room_id is not None:
+            pipe.set(missing_room_key(unknown_room_id), b"1", ex=remember_seconds)
+        pipe.incr(counter)
+        pipe.expire(counter, 120)
+        await self._call(pipe.execute, default=None)
+
+    async def count_creation(self, host: str) -> tuple[int, int] | None:
+        """Count a creation in the host's window: (count including this one, seconds left); None if unknown."""
+        counter, retry_after = _window("create", host)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(counter)
+        pipe.expire(counter, 120)
+        counted = await self._call(pipe.execute, default=None)
+        return None if counted is None else (int(counted[0]), retry_after)
 
     async def put(self, room: Room) -> bool:
         """Cache a live room until it expires. Returns False (and counts it) if the write did not happen."""
@@ -94,8 +149,9 @@ class RoomCache:
         pipe = self.client.pipeline(transaction=False)
         for room in put:
             pipe.set(room_key(room.room_id), ROOM_ENCODER.encode(room), pxat=_epoch_ms(room.expires_at))
-        if delete:
-            pipe.delete(*(room_key(room_id) for room_id in delete))
+            pipe.delete(missing_room_key(room.room_id))  # a code probed before it was drawn exists now
+        for room_id in delete:  # an ended room admits nobody: its participants go with it (same slot)
+            pipe.delete(room_key(room_id), participants_key(room_id))
         floor = retention_floor(self._retention)
         for event in publish:
             pipe.xadd(self._stream, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ _HELP = {
     "cache_skipped_total": "Redis commands not attempted because the breaker was open.",
     "cache_writes_skipped_total": "Room cache writes that did not happen (Redis down or failing).",
     "database_unavailable_total": "Requests answered 503 because Postgres was unreachable or slow.",
-    "events_recorded_total": "Room events recorded in the history (worker).",
+    "rate_limited_total": "Requests answered 429: too many misses, or too many rooms created.",
 }
 
 

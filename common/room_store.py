@@ -60,6 +60,12 @@ class IdempotencyKeyReused(RoomError):
     """An Idempotency-Key came back with a different request."""
 
 
+class RateLimited(RoomError):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class RoomStore:
     """The room operations the API offers, independent of HTTP."""
 
@@ -90,6 +96,7 @@ class RoomStore:
         for the same request, the room it made is returned instead. Returns the room and whether it is new.
         """
         max_participants = self._checked_limit(max_participants, default=self._settings.default_max_participants)
+        await self._check_creation_rate(host_id)
         key = None
         if idempotency_key is not None:
             # What the request asked for, after defaults: an omitted limit and the default are the same.
@@ -135,16 +142,25 @@ class RoomStore:
 
     # -- read ---------------------------------------------------------------------------------
 
-    async def view(self, room_id: str) -> RoomView:
-        """The live room with this (canonical) code: from Redis, else from Postgres, re-caching it."""
-        cached = await self._cache.get_view(room_id)
-        if cached is not None:
-            return cached
+    async def view(self, room_id: str, client: str) -> RoomView:
+        """The live room with this (canonical) code: from Redis, else from Postgres, re-caching it.
+
+        `client` (who asks) is limited in how many unknown or ended codes it may try a minute.
+        """
+        lookup = await self._cache.lookup(room_id, client)
+        self._check_misses(lookup.recent_misses, lookup.retry_after)
+        if lookup.view is not None:
+            return lookup.view
+        if lookup.known_missing:
+            await self._cache.record_miss(client, None, self._settings.negative_cache_seconds)
+            raise RoomNotFound(f"no room {room_id}")
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             stored = await queries.get_room(conn, room_id)
         if stored is None:
+            await self._cache.record_miss(client, room_id, self._settings.negative_cache_seconds)
             raise RoomNotFound(f"no room {room_id}")
         if not stored.live:
+            await self._cache.record_miss(client, None, self._settings.negative_cache_seconds)
             raise RoomGone(f"room {room_id} has ended")
         if not await self._cache.put(stored.room) and len(self._restore_requests) < _MAX_RESTORE_REQUESTS:
             self._restore_requests.add(room_id)
@@ -203,6 +219,21 @@ class RoomStore:
         if owner[0] != host_id:
             raise NotRoomHost("only the room's host may change it")
         raise RoomGone(f"room {room_id} has ended")
+
+    def _check_misses(self, recent_misses: int, retry_after: int) -> None:
+        limit = self._settings.miss_limit_per_minute
+        if limit and recent_misses >= limit:
+            self._metrics.incr("rate_limited_total")
+            raise RateLimited(f"too many unknown or ended rooms asked for; retry in {retry_after} s", retry_after)
+
+    async def _check_creation_rate(self, host_id: UUID) -> None:
+        limit = self._settings.create_limit_per_minute
+        if not limit:
+            return
+        counted = await self._cache.count_creation(str(host_id))
+        if counted is not None and counted[0] > limit:
+            self._metrics.incr("rate_limited_total")
+            raise RateLimited(f"at most {limit} rooms a minute; retry in {counted[1]} s", counted[1])
 
     def _checked_limit(self, max_participants: int | None, default: int | None) -> int:
         limit = self._settings.max_participants_limit

@@ -67,11 +67,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     consumer_batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
     # An entry pending this long with a consumer is taken over by another: longer than the slowest batch.
     claim_idle_seconds: Seconds = 30.0
-    max_deliveries: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    max_deliveries: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
     # Periodic jobs run on a clock (arq cron): the interval must divide a minute or an hour evenly.
     sweep_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     expiry_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
     sweep_batch_size: Annotated[int, msgspec.Meta(ge=100, le=50_000)] = 5000
+
+    # Abuse protection (fail open while Redis is down). A room code answers "does this meeting exist",
+    # so each client (X-User-Id, else peer address) may get only so many 404/410 a minute; 0 disables.
+    miss_limit_per_minute: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 30
+    # A recent 404 is remembered this long, so repeated unknown codes do not reach Postgres.
+    negative_cache_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
+    # Rooms one host may create a minute; 0 disables.
+    create_limit_per_minute: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 60
 
     # Analytics API.
     stats_max_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 366

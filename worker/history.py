@@ -8,6 +8,7 @@ worker that claims it) never counts twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -19,7 +20,8 @@ from redis.exceptions import ResponseError
 
 from common import queries
 from common.database import connection
-from common.events import InvalidEntry, RoomEvent, from_stream_fields
+from common.events import InvalidEntry, RoomEvent, from_stream_fields, retention_floor
+from common.rooms import DatabaseUnavailable
 from worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,10 @@ class HistoryConsumer:
         self._timeout = settings.worker_redis_timeout_seconds
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._block_ms = block_ms
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         await self.ensure_group()
         # Entries this consumer was given but did not acknowledge (it failed mid-batch) come first.
         own_backlog = True
@@ -130,7 +134,12 @@ class HistoryConsumer:
         log.error("dead-lettering stream entry %s: %s", entry_id.decode(), reason)
         extra = {b"originalId": entry_id, b"reason": reason.encode(), b"consumer": self.name.encode()}
         async with asyncio.timeout(self._timeout):
-            await self._redis.xadd(dead_letter_stream(self._stream), {**fields, **extra})  # type: ignore[dict-item]
+            await self._redis.xadd(
+                dead_letter_stream(self._stream),
+                {**fields, **extra},  # type: ignore[dict-item]
+                minid=retention_floor(self._res.settings.stream_retention_seconds),
+                approximate=True,
+            )
         await self._ack([entry_id])
 
     async def _drop_exhausted(self, claimed: list[Entry]) -> list[Entry]:
@@ -158,11 +167,24 @@ class HistoryConsumer:
                     await self._redis.xgroup_delconsumer(self._stream, self._group, name)
 
     async def _record(self, events: list[RoomEvent]) -> None:
+        """Record, waiting out a Postgres outage here: re-reading the batch after a restart would count
+        as another delivery, and enough of those would send good events to the dead-letter stream."""
         if not events:
             return
-        async with connection(self._res.pool, self._res.settings.worker_db_timeout_seconds) as conn:
-            recorded = await queries.record_history(conn, events)
-        self._res.metrics.incr("events_recorded_total", recorded)
+        backoff = 0.5
+        while True:
+            try:
+                async with connection(self._res.pool, self._res.settings.worker_db_timeout_seconds) as conn:
+                    await queries.record_history(conn, events)
+            except DatabaseUnavailable:
+                if self._stop.is_set():
+                    raise  # leave the batch pending; it is claimed or re-read later
+                log.warning("Postgres unavailable; retrying a batch of %d events in %.1fs", len(events), backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 10.0)
+            else:
+                return
 
     async def _ack(self, entry_ids: list[bytes]) -> None:
         if entry_ids:

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from common import queries
-from common.database import connection
+from common.database import Connection, connection
 from worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,27 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
             return relayed
 
 
+_PRUNE_BATCH = 10_000
+
+
 async def prune_outbox(ctx: dict[str, Any]) -> int:
-    """Drop published outbox rows once the stream no longer holds their events either."""
+    """Drop published outbox rows once the stream no longer holds their events either, and
+    Idempotency-Keys past their 24 hours. Returns how many rows went."""
     res: WorkerResources = ctx["resources"]
-    async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
-        return await queries.prune_published(conn, res.settings.stream_retention_seconds, limit=10_000)
+    retention = res.settings.stream_retention_seconds
+
+    async def published_events(conn: Connection) -> int:
+        return await queries.prune_published(conn, retention, _PRUNE_BATCH)
+
+    async def idempotency_keys(conn: Connection) -> int:
+        return await queries.prune_idempotency_keys(conn, _PRUNE_BATCH)
+
+    pruned = 0
+    for prune in (published_events, idempotency_keys):
+        while True:  # in batches, each its own short transaction
+            async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
+                deleted = await prune(conn)
+            pruned += deleted
+            if deleted < _PRUNE_BATCH:
+                break
+    return pruned

@@ -1,0 +1,75 @@
+-- Atomic join for the Signaling service: the contract in docs/signaling.md.
+--
+-- KEYS[1]  room:<roomId>                  the room object the Room Service caches (JSON)
+-- KEYS[2]  {room:<roomId>}:participants   sorted set: member = participant id, score = heartbeat expiry (ms)
+-- ARGV[1]  participant id (non-empty)
+-- ARGV[2]  heartbeat TTL in ms (positive integer)
+--
+-- Returns {outcome, count, maxParticipants}; outcome is one of
+--   admitted    the participant was added; count includes it
+--   already_in  it was a live member already; its heartbeat was refreshed (a rejoin counts once)
+--   full        count >= maxParticipants; nothing was added
+--   not_cached  no readable room object: ask GET /rooms/{roomId} and retry once (count and limit are 0)
+-- Bad arguments give an error reply.
+
+if #KEYS ~= 2 or #ARGV ~= 2 then
+  return redis.error_reply('ERR join takes 2 keys (room, participants) and 2 arguments (participant id, ttl ms)')
+end
+local participant = ARGV[1]
+if participant == '' then
+  return redis.error_reply('ERR participant id must not be empty')
+end
+-- Digits only: tonumber() would also accept '1e3', '0x10' and ' 5'. At most 15 digits keeps
+-- now + ttl exact in a Lua number (a double).
+local ttl_arg = ARGV[2]
+if not string.match(ttl_arg, '^[1-9]%d*$') or #ttl_arg > 15 then
+  return redis.error_reply('ERR heartbeat ttl must be a positive integer number of milliseconds')
+end
+local ttl = tonumber(ttl_arg)
+
+local raw = redis.call('GET', KEYS[1])
+if not raw then
+  return {'not_cached', 0, 0}
+end
+-- An unreadable value is a miss for the Room Service too: its GET /rooms/{roomId} overwrites it,
+-- so answering not_cached lets the caller's retry succeed instead of failing for good.
+local decoded, room = pcall(cjson.decode, raw)
+if not decoded or type(room) ~= 'table' then
+  return {'not_cached', 0, 0}
+end
+local limit = room['maxParticipants']
+if type(limit) ~= 'number' or limit < 1 or limit ~= math.floor(limit) then
+  return {'not_cached', 0, 0}
+end
+
+-- Server time, so every Signaling instance judges heartbeats by the same clock.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- '%.0f': tostring() would print a large score in exponent form and lose digits.
+local expiry = string.format('%.0f', now + ttl)
+
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+
+local outcome
+if redis.call('ZSCORE', KEYS[2], participant) then
+  outcome = 'already_in'
+else
+  local count = redis.call('ZCARD', KEYS[2])
+  if count >= limit then
+    return {'full', count, limit}
+  end
+  outcome = 'admitted'
+end
+redis.call('ZADD', KEYS[2], expiry, participant)
+
+-- The participant set must not outlive the room: it expires with the room key. The Room Service
+-- always sets an expiry; for a room object without one, the set lasts until its last heartbeat.
+local room_ttl = redis.call('PTTL', KEYS[1])
+if room_ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], room_ttl)
+else
+  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[2], last[2])
+end
+
+return {outcome, redis.call('ZCARD', KEYS[2]), limit}
