@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -42,15 +41,19 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         store = RoomStore(pool, cache, settings, metrics_, new_room_code)
         # arq's queue client shares the cache's bounded connections; arq's own would wait unboundedly.
         job_queue = ArqRedis(connection_pool=redis.connection_pool)
-        forwarding = asyncio.create_task(store.forward_restore_requests(job_queue, interval=1.0))
+        background = [
+            asyncio.create_task(store.forward_restore_requests(job_queue, interval=1.0)),
+            asyncio.create_task(store.mark_published_events(interval=0.1)),
+        ]
         try:
             await database.warm_up(pool, settings)
             app.state.update(settings=settings, metrics=metrics_, pool=pool, cache=cache, room_store=store)
             yield
         finally:
-            forwarding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forwarding
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await store.flush_published()
             await redis.aclose()
             await database.close_pool(pool, settings)
 

@@ -83,6 +83,8 @@ class RoomStore:
         self._metrics = metrics
         self._new_code = new_code
         self._restore_requests: set[str] = set()
+        # Outbox rows whose events are on the stream, marked in batches by `mark_published_events`.
+        self._published: list[int] = []
 
     # -- create -------------------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class RoomStore:
     async def set_max_participants(self, room_id: str, host_id: UUID, max_participants: int) -> Room:
         """Change a live room's limit (host only); Signaling applies it from the next join."""
         max_participants = self._checked_limit(max_participants, default=None)
+        await self.flush_published()  # so this room's earlier events count as published, as they are
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             changed = await queries.update_max_participants(conn, room_id, host_id, max_participants)
             if changed is None:
@@ -200,6 +203,7 @@ class RoomStore:
 
     async def end(self, room_id: str, host_id: UUID) -> None:
         """End a room (host only). Ending an ended room again changes nothing."""
+        await self.flush_published()  # so this room's earlier events count as published, as they are
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             ended = await queries.end_room(conn, room_id, host_id)
             if ended is None:
@@ -259,15 +263,29 @@ class RoomStore:
         """
         events = [change.event] if publish else []
         if await self._cache.write(put=put or (), delete=delete or (), publish=events) and publish:
-            await self._mark_published(change.outbox_id)
+            self._published.append(change.outbox_id)
 
-    async def _mark_published(self, outbox_id: int) -> None:
-        """Best effort: if this fails the relay publishes the event again, and consumers drop the copy."""
+    async def mark_published_events(self, interval: float) -> None:
+        """Runs for the life of the app: marks published outbox rows, many per statement.
+
+        Marking is bookkeeping, not part of the answer: one UPDATE per request would cost every create
+        a second Postgres round trip. The relay leaves rows younger than `relay_grace_seconds` alone,
+        so a row marked a moment late is not published twice; one never marked (the process died, or
+        Postgres was down for long) is published again by the relay, and consumers drop the copy.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush_published()
+
+    async def flush_published(self) -> None:
+        if not self._published:
+            return
+        batch, self._published = self._published, []
         try:
             async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
-                await queries.mark_published(conn, [outbox_id])
+                await queries.mark_published(conn, batch)
         except DatabaseUnavailable:
-            log.warning("could not mark event %s published; the relay will publish it again", outbox_id)
+            log.warning("could not mark %d events published; the relay will publish them again", len(batch))
 
     async def forward_restore_requests(self, queue: ArqRedis, interval: float) -> None:
         """Runs for the life of the app: once Redis is back, ask the worker to restore what was missed."""
