@@ -52,12 +52,10 @@ def _window(kind: str, client: str) -> tuple[str, int]:
 
 
 class Lookup(NamedTuple):
-    """What one round trip tells about a room code and the client asking."""
+    """What one round trip tells about a room code."""
 
     view: RoomView | None
     known_missing: bool
-    recent_misses: int
-    retry_after: int
 
 
 def create_redis(settings: Settings, timeout: float, client_class: type[R]) -> R:
@@ -92,38 +90,39 @@ class RoomCache:
         """False while the breaker is open, that is while Redis is known to be down."""
         return not self._breaker.is_open
 
-    async def lookup(self, room_id: str, client: str) -> Lookup:
-        """The cached room, whether the code is known not to exist, and the client's recent misses.
+    async def lookup(self, room_id: str) -> Lookup:
+        """The cached room, and whether the code is known not to exist; neither while Redis is unavailable.
 
-        With Redis unavailable: nothing cached, nothing known, no misses (the limits fail open).
+        One MGET: both keys share the room's cluster slot, and it costs what a plain GET costs.
         """
-        counter, retry_after = _window("miss", client)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(room_key(room_id))
-        pipe.exists(missing_room_key(room_id))
-        pipe.get(counter)
-        found = await self._call(pipe.execute, default=None)
+        found = await self._call(lambda: self.client.mget(room_key(room_id), missing_room_key(room_id)), default=None)
         if found is None:
             self._metrics.incr("cache_misses_total")
-            return Lookup(None, known_missing=False, recent_misses=0, retry_after=retry_after)
-        raw, known_missing, misses = found
+            return Lookup(None, known_missing=False)
+        raw, missing_mark = found
         view = None
         if raw is not None:
             # A value not ours or from an incompatible version counts as a miss: Postgres answers and overwrites it.
             with contextlib.suppress(msgspec.DecodeError):
                 view = _VIEW_DECODER.decode(raw)
         self._metrics.incr("cache_hits_total" if view is not None else "cache_misses_total")
-        return Lookup(view, bool(known_missing), int(misses or 0), retry_after)
+        return Lookup(view, known_missing=missing_mark is not None)
 
-    async def record_miss(self, client: str, unknown_room_id: str | None, remember_seconds: int) -> None:
-        """Count a 404/410 against the client; for a 404, remember the code as missing for a while."""
-        counter, _ = _window("miss", client)
+    async def record_miss(
+        self, client: str, unknown_room_id: str | None, remember_seconds: int
+    ) -> tuple[int, int] | None:
+        """Count a 404/410 against the client, and for a 404 remember the code as missing for a while.
+
+        Returns the client's misses in this minute and the seconds left in it; None if Redis could not say.
+        """
+        counter, retry_after = _window("miss", client)
         pipe = self.client.pipeline(transaction=False)
         if unknown_room_id is not None:
             pipe.set(missing_room_key(unknown_room_id), b"1", ex=remember_seconds)
         pipe.incr(counter)
         pipe.expire(counter, 120)
-        await self._call(pipe.execute, default=None)
+        counted = await self._call(pipe.execute, default=None)
+        return None if counted is None else (int(counted[-2]), retry_after)
 
     async def count_creation(self, host: str) -> tuple[int, int] | None:
         """Count a creation in the host's window: (count including this one, seconds left); None if unknown."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Literal
@@ -42,6 +43,8 @@ _CODE_ATTEMPTS = 5
 # Rooms served from Postgres while Redis was away, remembered so the worker can restore them once it
 # is back. Bounded: past this many, the worker's periodic sweep restores the rest.
 _MAX_RESTORE_REQUESTS = 10_000
+# Clients remembered as over the miss limit; past this many, expired entries are dropped.
+_MAX_BLOCKED_CLIENTS = 100_000
 
 
 class ParticipantLimitOutOfRange(RoomError):
@@ -85,6 +88,8 @@ class RoomStore:
         self._restore_requests: set[str] = set()
         # Outbox rows whose events are on the stream, marked in batches by `mark_published_events`.
         self._published: list[int] = []
+        # Clients over the miss limit, and until when (epoch seconds).
+        self._blocked: dict[str, float] = {}
 
     # -- create -------------------------------------------------------------------------------
 
@@ -149,20 +154,20 @@ class RoomStore:
 
         `client` (who asks) is limited in how many unknown or ended codes it may try a minute.
         """
-        lookup = await self._cache.lookup(room_id, client)
-        self._check_misses(lookup.recent_misses, lookup.retry_after)
+        self._refuse_if_blocked(client)
+        lookup = await self._cache.lookup(room_id)
         if lookup.view is not None:
             return lookup.view
         if lookup.known_missing:
-            await self._cache.record_miss(client, None, self._settings.negative_cache_seconds)
+            await self._count_miss(client, None)
             raise RoomNotFound(f"no room {room_id}")
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             stored = await queries.get_room(conn, room_id)
         if stored is None:
-            await self._cache.record_miss(client, room_id, self._settings.negative_cache_seconds)
+            await self._count_miss(client, room_id)
             raise RoomNotFound(f"no room {room_id}")
         if not stored.live:
-            await self._cache.record_miss(client, None, self._settings.negative_cache_seconds)
+            await self._count_miss(client, None)
             raise RoomGone(f"room {room_id} has ended")
         if not await self._cache.put(stored.room) and len(self._restore_requests) < _MAX_RESTORE_REQUESTS:
             self._restore_requests.add(room_id)
@@ -224,11 +229,35 @@ class RoomStore:
             raise NotRoomHost("only the room's host may change it")
         raise RoomGone(f"room {room_id} has ended")
 
-    def _check_misses(self, recent_misses: int, retry_after: int) -> None:
+    # The miss limit. Counters live in Redis, shared by every API process; each process also remembers
+    # the clients it has seen go over, so that a hit costs no extra Redis read. A client over the limit
+    # is refused by a process from the first miss that process sees of it.
+
+    def _refuse_if_blocked(self, client: str) -> None:
+        until = self._blocked.get(client)
+        if until is None:
+            return
+        left = until - time.time()
+        if left <= 0:
+            del self._blocked[client]
+            return
+        self._refuse_misses(int(left) + 1)
+
+    async def _count_miss(self, client: str, unknown_room_id: str | None) -> None:
+        counted = await self._cache.record_miss(client, unknown_room_id, self._settings.negative_cache_seconds)
         limit = self._settings.miss_limit_per_minute
-        if limit and recent_misses >= limit:
-            self._metrics.incr("rate_limited_total")
-            raise RateLimited(f"too many unknown or ended rooms asked for; retry in {retry_after} s", retry_after)
+        if counted is None or not limit or counted[0] <= limit:
+            return
+        retry_after = counted[1]
+        if len(self._blocked) >= _MAX_BLOCKED_CLIENTS:
+            now = time.time()
+            self._blocked = {c: until for c, until in self._blocked.items() if until > now}
+        self._blocked[client] = time.time() + retry_after
+        self._refuse_misses(retry_after)
+
+    def _refuse_misses(self, retry_after: int) -> None:
+        self._metrics.incr("rate_limited_total")
+        raise RateLimited(f"too many unknown or ended rooms asked for; retry in {retry_after} s", retry_after)
 
     async def _check_creation_rate(self, host_id: UUID) -> None:
         limit = self._settings.create_limit_per_minute

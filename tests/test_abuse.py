@@ -39,15 +39,18 @@ def unknown() -> str:
 
 
 async def test_a_client_that_keeps_missing_is_stopped(limited, host) -> None:
+    existing = (await limited.post("/rooms", headers=host)).json()["roomId"]
     for _ in range(LIMIT):
         assert (await limited.get(f"/rooms/{unknown()}", headers=host)).status_code == 404
-    existing = (await limited.post("/rooms", headers=host)).json()["roomId"]
+    assert (await limited.get(f"/rooms/{existing}", headers=host)).status_code == 200  # hits do not count
 
+    over = await limited.get(f"/rooms/{unknown()}", headers=host)
     blocked = await limited.get(f"/rooms/{existing}", headers=host)
 
+    assert over.status_code == 429
+    assert over.json()["error"] == "rate_limited"
+    assert 1 <= int(over.headers["retry-after"]) <= 60
     assert blocked.status_code == 429  # even for a room that exists: no oracle left to use
-    assert blocked.json()["error"] == "rate_limited"
-    assert 1 <= int(blocked.headers["retry-after"]) <= 60
     other = {"X-User-Id": str(uuid.uuid4())}
     assert (await limited.get(f"/rooms/{existing}", headers=other)).status_code == 200
 
