@@ -11,15 +11,16 @@ from uuid import UUID
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
-from api.dependencies import provide_caller, provide_client, provide_store
+from api.dependencies import client_of, provide_caller, store_of
 from api.errors import ApiError, error_responses
 from common.events import RoomEvent
 from common.room_codes import normalize_room_code
-from common.room_store import RoomStatus, RoomStore
+from common.room_store import RoomStatus
 from common.rooms import RoomView, to_view
 
 T = TypeVar("T")
@@ -119,7 +120,7 @@ class RoomHistory(msgspec.Struct, frozen=True, rename="camel"):
 async def create_room(
     request: Request[Any, Any, Any],
     caller: NamedDependency[UUID],
-    store: NamedDependency[RoomStore],
+    state: State,
     idempotency_key: Annotated[
         str | None,
         HeaderParameter(
@@ -132,7 +133,7 @@ async def create_room(
     options = _decode(await request.body(), _CREATE_DECODER, optional=True)
     if idempotency_key is not None and not _valid_key(idempotency_key):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
-    room, _ = await store.create(caller, options.max_participants if options else None, idempotency_key)
+    room, _ = await store_of(state).create(caller, options.max_participants if options else None, idempotency_key)
     return Response(to_view(room), status_code=201, headers={"Location": f"/rooms/{room.room_id}"})
 
 
@@ -144,7 +145,7 @@ async def create_room(
 )
 async def list_rooms(
     caller: NamedDependency[UUID],
-    store: NamedDependency[RoomStore],
+    state: State,
     status: Annotated[RoomStatus, QueryParameter(description="Which rooms: active, ended or all.")] = "all",
     limit: Annotated[int, QueryParameter(description=f"Rooms per page, 1 to {_MAX_PAGE}.")] = 20,
     cursor: Annotated[str | None, QueryParameter(description="`nextCursor` of the previous page.")] = None,
@@ -152,7 +153,7 @@ async def list_rooms(
     if limit < 1:
         raise ApiError(400, "invalid_limit", f"limit must be between 1 and {_MAX_PAGE}")
     limit = min(limit, _MAX_PAGE)
-    found = await store.host_rooms(caller, status, limit + 1, _decode_cursor(cursor) if cursor else None)
+    found = await store_of(state).host_rooms(caller, status, limit + 1, _decode_cursor(cursor) if cursor else None)
     page = found[:limit]
     rooms = [
         RoomSummary(**msgspec.structs.asdict(to_view(s.room)), status="active" if s.live else "ended") for s in page
@@ -167,8 +168,8 @@ async def list_rooms(
     description="Answers 200 with the room while it is live. The code is case-insensitive and may omit its dashes.",
     responses=error_responses(400, 404, 410, 429, 503),
 )
-async def get_room(store: NamedDependency[RoomStore], client: NamedDependency[str], room_id: RoomCode) -> RoomView:
-    return await store.view(_room_code(room_id), client)
+async def get_room(request: Request[Any, Any, Any], room_id: RoomCode) -> RoomView:
+    return await store_of(request.app.state).view(_room_code(room_id), client_of(request))
 
 
 @patch(
@@ -181,13 +182,13 @@ async def get_room(store: NamedDependency[RoomStore], client: NamedDependency[st
 async def update_room(
     request: Request[Any, Any, Any],
     caller: NamedDependency[UUID],
-    store: NamedDependency[RoomStore],
+    state: State,
     room_id: RoomCode,
 ) -> RoomView:
     code = _room_code(room_id)
     body = _decode(await request.body(), _UPDATE_DECODER, optional=False)
     assert body is not None  # a required body decodes or raises
-    return to_view(await store.set_max_participants(code, caller, body.max_participants))
+    return to_view(await store_of(state).set_max_participants(code, caller, body.max_participants))
 
 
 @delete(
@@ -196,8 +197,8 @@ async def update_room(
     description="Ends the room for everyone: it answers 410 from then on. Ending it again changes nothing.",
     responses=error_responses(400, 401, 403, 404, 503),
 )
-async def end_room(caller: NamedDependency[UUID], store: NamedDependency[RoomStore], room_id: RoomCode) -> None:
-    await store.end(_room_code(room_id), caller)
+async def end_room(caller: NamedDependency[UUID], state: State, room_id: RoomCode) -> None:
+    await store_of(state).end(_room_code(room_id), caller)
 
 
 @get(
@@ -206,9 +207,9 @@ async def end_room(caller: NamedDependency[UUID], store: NamedDependency[RoomSto
     description="Recorded by the worker from the event stream, so a moment behind live changes.",
     responses=error_responses(400, 404, 503),
 )
-async def get_room_history(store: NamedDependency[RoomStore], room_id: RoomCode) -> RoomHistory:
+async def get_room_history(state: State, room_id: RoomCode) -> RoomHistory:
     code = _room_code(room_id)
-    return RoomHistory(room_id=code, events=await store.history(code))
+    return RoomHistory(room_id=code, events=await store_of(state).history(code))
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -247,8 +248,6 @@ rooms_router = Router(
     route_handlers=[create_room, list_rooms, get_room, update_room, end_room, get_room_history],
     dependencies={
         "caller": Provide(provide_caller, sync_to_thread=False),
-        "client": Provide(provide_client, sync_to_thread=False),
-        "store": Provide(provide_store, sync_to_thread=False),
     },
     tags=["rooms"],
 )

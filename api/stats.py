@@ -10,6 +10,7 @@ from litestar import get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
+from api.dependencies import store_of
 from api.errors import ApiError, error_responses
 from common.queries import DailyStats
 
@@ -44,4 +45,4 @@ async def daily_stats(
         raise ApiError(400, "invalid_date_range", "`from` must not be after `to`")
     if (last - first).days + 1 > max_days:
         raise ApiError(400, "invalid_date_range", f"at most {max_days} days per request")
-    return DailyStatsPage(first=first, last=last, days=await state.room_store.daily_stats(first, last))
+    return DailyStatsPage(first=first, last=last, days=await store_of(state).daily_stats(first, last))

@@ -58,15 +58,20 @@ class Lookup(NamedTuple):
     known_missing: bool
 
 
-def create_redis(settings: Settings, timeout: float, client_class: type[R]) -> R:
-    """A client whose every connect and command is bounded by `timeout`: redis-py waits forever by default."""
+def create_redis(settings: Settings, timeout: float, client_class: type[R], *, bounded_by_caller: bool = False) -> R:
+    """A client whose connects and commands are bounded by `timeout`: redis-py waits forever by default.
+
+    `bounded_by_caller`: every command is sent under the caller's own `asyncio.timeout` (as RoomCache
+    does), so the per-socket timeout is left off. redis-py implements it with `asyncio.wait_for`,
+    a new task for every command sent, which costs the hot path more than the rest of the command.
+    """
     # A blocking pool waits (boundedly) for a free connection under a burst, where the default pool
     # would fail at once and count the burst against the breaker as if Redis were down.
     pool = redis.BlockingConnectionPool.from_url(
         require(settings.redis_url, "REDIS_URL"),
         max_connections=settings.redis_max_connections,
         timeout=timeout,
-        socket_timeout=timeout,
+        socket_timeout=None if bounded_by_caller else timeout,
         socket_connect_timeout=timeout,
         retry_on_timeout=False,
         health_check_interval=0,

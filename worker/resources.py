@@ -26,7 +26,8 @@ class WorkerResources(msgspec.Struct, frozen=True, kw_only=True):
 async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]:
     """Postgres pool and Redis client with the worker's (batch-sized) bounds."""
     pool = await database.create_pool(settings, command_timeout=settings.worker_db_timeout_seconds)
-    client = create_redis(settings, settings.worker_redis_timeout_seconds, Redis)
+    # Every use of this client (RoomCache, the history consumer) runs under its own asyncio.timeout.
+    client = create_redis(settings, settings.worker_redis_timeout_seconds, Redis, bounded_by_caller=True)
     metrics = Metrics()
     cache = RoomCache(client, settings, metrics, settings.worker_redis_timeout_seconds)
     try:
