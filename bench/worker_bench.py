@@ -4,9 +4,9 @@ Run from the repository root with the project's virtualenv:
 
     .venv/bin/python bench/worker_bench.py                      # 100k events; sweeps of 100k and 1M rooms
 
-It starts its own embedded Postgres and Valkey in a temporary directory (removed afterwards), so it
-touches no other data. The sweeps run in child processes so that each one's peak memory (max RSS) is
-its own: the figure should not grow with the number of rooms. docs/performance.md records a run.
+It starts its own embedded Postgres and Valkey (bench/scratch.py), so it touches no other data.
+The sweeps run in child processes so that each one's peak memory (max RSS) is its own: the figure
+should not grow with the number of rooms. docs/performance.md records a run.
 """
 
 from __future__ import annotations
@@ -18,25 +18,19 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import redis.asyncio as redis
+from scratch import scratch_servers
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from common.embedded import embedded_postgres, embedded_redis, ensure_database  # noqa: E402
-from common.events import RoomEvent, RoomEventData, stream_fields  # noqa: E402
-from common.migrate import migrate  # noqa: E402
-from common.settings import Settings, load_settings  # noqa: E402
-from worker.cache_rebuild import sweep_room_cache  # noqa: E402
-from worker.history import HistoryConsumer  # noqa: E402
-from worker.resources import worker_resources  # noqa: E402
+from common.events import RoomEvent, RoomEventData, stream_fields
+from common.settings import Settings, load_settings
+from worker.cache_rebuild import sweep_room_cache
+from worker.history import HistoryConsumer
+from worker.resources import worker_resources
 
 # Ten letters from a row number i (base 26), dashed like a room code: every row gets a distinct code.
 _LETTERS = [f"chr(97 + (i::bigint / {26**k} % 26)::int)" for k in range(10)]
@@ -123,27 +117,18 @@ def main() -> None:
         asyncio.run(sweep_child())
         return
 
-    with tempfile.TemporaryDirectory(prefix="roomservice-bench-") as scratch:
-        data = Path(scratch)
-        with (
-            embedded_postgres(data / "postgres", persist=False) as server,
-            embedded_redis(data / "valkey", persist=False) as redis_url,
-        ):
-            database_url = asyncio.run(ensure_database(server, "bench"))
-            asyncio.run(migrate(database_url))
-            settings = Settings(database_url=database_url, redis_url=redis_url)
+    with scratch_servers() as settings:
+        consumer = asyncio.run(bench_consumer(settings, args.events))
+        print(f"history consumer: {consumer['events']} events in {consumer['seconds']} s "
+              f"= {consumer['events_per_second']} events/s (batch {settings.consumer_batch_size})")  # fmt: skip
 
-            consumer = asyncio.run(bench_consumer(settings, args.events))
-            print(f"history consumer: {consumer['events']} events in {consumer['seconds']} s "
-                  f"= {consumer['events_per_second']} events/s (batch {settings.consumer_batch_size})")  # fmt: skip
-
-            env = {**os.environ, "ROOMS_DATABASE_URL": database_url, "ROOMS_REDIS_URL": redis_url}
-            for rooms in args.rooms:
-                asyncio.run(insert_rooms(database_url, rooms))
-                sweep = run_sweep(env)
-                print(f"cache sweep: {sweep['restored']} rooms restored in {sweep['seconds']} s "
-                      f"= {sweep['rooms_per_second']} rooms/s, worker peak RSS {sweep['peak_rss_mb']} MB "
-                      f"(batch {settings.sweep_batch_size})")  # fmt: skip
+        env = {**os.environ, "ROOMS_DATABASE_URL": settings.database_url, "ROOMS_REDIS_URL": settings.redis_url}
+        for rooms in args.rooms:
+            asyncio.run(insert_rooms(settings.database_url, rooms))
+            sweep = run_sweep(env)
+            print(f"cache sweep: {sweep['restored']} rooms restored in {sweep['seconds']} s "
+                  f"= {sweep['rooms_per_second']} rooms/s, worker peak RSS {sweep['peak_rss_mb']} MB "
+                  f"(batch {settings.sweep_batch_size})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ _HELP = {
     "room_code_collisions_total": "Generated room codes that were already taken and drawn again.",
     "cache_hits_total": "Room lookups answered from Redis.",
     "cache_misses_total": "Room lookups not found in Redis.",
+    "database_lookups_total": "Room lookups that reached Postgres (GET on a cache miss).",
     "cache_errors_total": "Redis commands that failed or timed out.",
     "cache_skipped_total": "Redis commands not attempted because the breaker was open.",
     "cache_writes_skipped_total": "Room cache writes that did not happen (Redis down or failing).",

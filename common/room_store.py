@@ -161,6 +161,7 @@ class RoomStore:
         if lookup.known_missing:
             await self._count_miss(client, None)
             raise RoomNotFound(f"no room {room_id}")
+        self._metrics.incr("database_lookups_total")
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             stored = await queries.get_room(conn, room_id)
         if stored is None:
