@@ -17,8 +17,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP)  ## every benchmark; docs/performance.md says what each measures
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/worker_bench.py
+	$(BIN)/python bench/join_bench.py
+	$(BIN)/python bench/flood_bench.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
