@@ -11,7 +11,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
@@ -115,6 +115,15 @@ class RoomHistory(msgspec.Struct, frozen=True, rename="camel"):
         "24 h answers with the room the first request made instead of creating another."
     ),
     responses=error_responses(400, 401, 413, 422, 429, 503),
+    response_headers=[
+        ResponseHeader(name="Location", documentation_only=True, description="The new room: `/rooms/{roomId}`."),
+        ResponseHeader(
+            name="Idempotent-Replayed",
+            documentation_only=True,
+            required=False,
+            description="`true` when this is the answer of an earlier request with the same Idempotency-Key.",
+        ),
+    ],
     operation_class=_limit_body(required=False),
 )
 async def create_room(
@@ -133,8 +142,11 @@ async def create_room(
     options = _decode(await request.body(), _CREATE_DECODER, optional=True)
     if idempotency_key is not None and not _valid_key(idempotency_key):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
-    room, _ = await store_of(state).create(caller, options.max_participants if options else None, idempotency_key)
-    return Response(to_view(room), status_code=201, headers={"Location": f"/rooms/{room.room_id}"})
+    room, new = await store_of(state).create(caller, options.max_participants if options else None, idempotency_key)
+    headers = {"Location": f"/rooms/{room.room_id}"}
+    if not new:
+        headers["Idempotent-Replayed"] = "true"  # the answer of an earlier request with this key
+    return Response(to_view(room), status_code=201, headers=headers)
 
 
 @get(

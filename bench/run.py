@@ -332,6 +332,9 @@ def ours_command(args: argparse.Namespace, server: Server) -> tuple[list[str], d
         # has none. The limiter's Redis reads stay on the request path, so their cost is measured.
         "ROOMS_MISS_LIMIT_PER_MINUTE": "0",
         "ROOMS_CREATE_LIMIT_PER_MINUTE": "0",
+        # Remembered 404s must outlast the run: the checks count Redis keys, and expiring ones would
+        # blur the count of the scenarios that follow.
+        "ROOMS_NEGATIVE_CACHE_SECONDS": "3600",
     }
     return [roomservice, "serve"], env
 

@@ -46,11 +46,21 @@ def _outboxed(row: asyncpg.Record) -> Outboxed:
 
 # -- rooms ------------------------------------------------------------------------------------
 
-# One statement, so one transaction: the room and its `room.created` event exist together or not at all.
+# One statement, so one transaction: the room, its `room.created` event and, when the request carries
+# one, its Idempotency-Key exist together or not at all. A key still live (24 h) makes the claim, and
+# so the whole insert, come out empty; a concurrent request with the same key waits for this one.
 _CREATE_ROOM = """
-WITH room AS (
+WITH claim AS (
+    INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
+    SELECT $2, $5, $6, $1 WHERE $5::text IS NOT NULL
+    ON CONFLICT (host_id, key) DO UPDATE
+        SET request_hash = excluded.request_hash, room_id = excluded.room_id, created_at = now()
+        WHERE k.created_at <= now() - interval '24 hours'
+    RETURNING 1
+), room AS (
     INSERT INTO meetings (room_id, host_id, max_participants, expires_at)
-    VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+    SELECT $1, $2, $3, now() + make_interval(secs => $4)
+    WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claim)
     RETURNING id, room_id, host_id, max_participants, created_at, expires_at, version,
               room_event_data(meetings) AS data
 ), event AS (
@@ -63,52 +73,19 @@ SELECT room.*, event.* FROM room, event
 
 
 async def create_room(
-    conn: Connection, room_id: str, host_id: UUID, max_participants: int, ttl_seconds: int
-) -> tuple[Room, Outboxed]:
-    """Insert a meeting living `ttl_seconds` and its outbox event. Raises `UniqueViolationError` on a taken code."""
-    row = await conn.fetchrow(_CREATE_ROOM, room_id, host_id, max_participants, float(ttl_seconds))
-    assert row is not None  # INSERT ... RETURNING yields its row or raises
-    return _room(row), _outboxed(row)
-
-
-# The same, claiming an Idempotency-Key in the same statement. A key still live (24 h) makes the claim,
-# and so the whole insert, come out empty; a concurrent request with the key waits for this one.
-_CREATE_ROOM_WITH_KEY = """
-WITH claim AS (
-    INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
-    VALUES ($2, $5, $6, $1)
-    ON CONFLICT (host_id, key) DO UPDATE
-        SET request_hash = excluded.request_hash, room_id = excluded.room_id, created_at = now()
-        WHERE k.created_at <= now() - interval '24 hours'
-    RETURNING 1
-), room AS (
-    INSERT INTO meetings (room_id, host_id, max_participants, expires_at)
-    SELECT $1, $2, $3, now() + make_interval(secs => $4) WHERE EXISTS (SELECT 1 FROM claim)
-    RETURNING id, room_id, host_id, max_participants, created_at, expires_at, version,
-              room_event_data(meetings) AS data
-), event AS (
-    INSERT INTO room_events (type, room_id, version, occurred_at, data)
-    SELECT 'room.created', room_id, version, created_at, data FROM room
-    RETURNING id AS outbox_id, event_id, type, occurred_at
-)
-SELECT room.*, event.* FROM room, event
-"""
-
-
-async def create_room_with_key(
     conn: Connection,
     room_id: str,
     host_id: UUID,
     max_participants: int,
     ttl_seconds: int,
     *,
-    key: str,
-    request_hash: str,
+    idempotency: tuple[str, str] | None = None,
 ) -> tuple[Room, Outboxed] | None:
-    """`create_room` under an Idempotency-Key; None if the key is already taken (see `find_by_key`)."""
-    row = await conn.fetchrow(
-        _CREATE_ROOM_WITH_KEY, room_id, host_id, max_participants, float(ttl_seconds), key, request_hash
-    )
+    """Insert a meeting living `ttl_seconds` and its outbox event, claiming `idempotency` (key, request
+    hash) if given. None if that key is already taken (see `find_by_key`). Raises `UniqueViolationError`
+    on a taken room code."""
+    key, request_hash = idempotency or (None, None)
+    row = await conn.fetchrow(_CREATE_ROOM, room_id, host_id, max_participants, float(ttl_seconds), key, request_hash)
     return None if row is None else (_room(row), _outboxed(row))
 
 

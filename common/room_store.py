@@ -135,11 +135,7 @@ class RoomStore:
             code = self._new_code()
             try:
                 async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
-                    if key is None:
-                        return await queries.create_room(conn, code, host_id, max_participants, ttl)
-                    return await queries.create_room_with_key(
-                        conn, code, host_id, max_participants, ttl, key=key[0], request_hash=key[1]
-                    )
+                    return await queries.create_room(conn, code, host_id, max_participants, ttl, idempotency=key)
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "meetings_room_id_key":
                     raise

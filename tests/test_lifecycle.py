@@ -197,6 +197,8 @@ async def test_a_retried_create_returns_the_same_room(client, host, db) -> None:
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
     assert again.headers["location"] == first.headers["location"]
+    assert "idempotent-replayed" not in first.headers
+    assert again.headers["idempotent-replayed"] == "true"
     count = await db.fetchval("SELECT count(*) FROM meetings WHERE host_id = $1", uuid.UUID(host["X-User-Id"]))
     assert count == 1
 

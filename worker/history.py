@@ -92,7 +92,8 @@ class HistoryConsumer:
         return [(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries if fields]
 
     async def handle(self, entries: Sequence[Entry]) -> None:
-        """Record a batch and acknowledge it. Raises (leaving it pending) if Postgres is unavailable."""
+        """Record a batch and acknowledge it. A Postgres outage is waited out; if the worker is stopping
+        meanwhile, this raises and the batch stays pending, to be re-read or claimed later."""
         if not entries:
             return
         events: list[tuple[bytes, RoomEvent]] = []
