@@ -217,11 +217,11 @@ async def end_room(caller: NamedDependency[UUID], state: State, room_id: RoomCod
     "/{room_id:str}/history",
     summary="A room's lifecycle events, oldest first",
     description="Recorded by the worker from the event stream, so a moment behind live changes.",
-    responses=error_responses(400, 404, 503),
+    responses=error_responses(400, 404, 429, 503),
 )
-async def get_room_history(state: State, room_id: RoomCode) -> RoomHistory:
+async def get_room_history(request: Request[Any, Any, Any], room_id: RoomCode) -> RoomHistory:
     code = _room_code(room_id)
-    return RoomHistory(room_id=code, events=await store_of(state).history(code))
+    return RoomHistory(room_id=code, events=await store_of(request.app.state).history(code, client_of(request)))
 
 
 # -- helpers ------------------------------------------------------------------------------------

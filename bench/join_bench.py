@@ -44,7 +44,7 @@ async def cache_rooms(settings: Settings, client: redis.Redis) -> list[str]:
     rooms = [
         Room(
             id=uuid.uuid4(), room_id=generate_room_code(), host_id=uuid.uuid4(), max_participants=50,
-            created_at=now, expires_at=now + timedelta(hours=1),
+            created_at=now, expires_at=now + timedelta(hours=1), version=1,
         )
         for _ in range(ROOMS)
     ]  # fmt: skip

@@ -49,6 +49,7 @@ async def fill_stream(client: redis.Redis, stream: str, count: int) -> None:
                 max_participants=4,
                 created_at=now,
                 expires_at=now + timedelta(days=1),
+                version=1,
             )
             event = RoomEvent(
                 type="room.created", event_id=uuid.uuid4(), room_id=room.room_id, occurred_at=now, version=1, data=room

@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import msgspec
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
 
 from common.breaker import CircuitBreaker
 from common.events import RoomEvent, retention_floor, stream_fields
+from common.lua import PUT_ROOM_LUA
 from common.metrics import Metrics
 from common.rooms import ROOM_ENCODER, Room, RoomView
 from common.settings import Settings, require
 
 T = TypeVar("T")
+
+_PUT_ROOM_SHA = hashlib.sha1(PUT_ROOM_LUA.encode()).hexdigest()  # noqa: S324 - the name Redis gives a script
 R = TypeVar("R", bound=redis.Redis)
 
 _VIEW_DECODER = msgspec.json.Decoder(RoomView)
@@ -38,6 +43,11 @@ def room_key(room_id: str) -> str:
 def participants_key(room_id: str) -> str:
     """The room's participant set (common/lua/join.lua). Its hash tag puts it in `room:<roomId>`'s cluster slot."""
     return "{" + room_key(room_id) + "}:participants"
+
+
+def ended_room_key(room_id: str) -> str:
+    """Marks a room that has ended, until its lifetime is over: no writer may cache it again."""
+    return f"{{room:{room_id}}}:ended"
 
 
 def missing_room_key(room_id: str) -> str:
@@ -56,6 +66,7 @@ class Lookup(NamedTuple):
 
     view: RoomView | None
     known_missing: bool
+    known_ended: bool
 
 
 def create_redis(settings: Settings, timeout: float, client_class: type[R], *, bounded_by_caller: bool = False) -> R:
@@ -98,20 +109,21 @@ class RoomCache:
     async def lookup(self, room_id: str) -> Lookup:
         """The cached room, and whether the code is known not to exist; neither while Redis is unavailable.
 
-        One MGET: both keys share the room's cluster slot, and it costs what a plain GET costs.
+        One MGET: the keys share the room's cluster slot, and it costs what a plain GET costs.
         """
-        found = await self._call(lambda: self.client.mget(room_key(room_id), missing_room_key(room_id)), default=None)
+        keys = (room_key(room_id), missing_room_key(room_id), ended_room_key(room_id))
+        found = await self._call(lambda: self.client.mget(*keys), default=None)
         if found is None:
             self._metrics.incr("cache_misses_total")
-            return Lookup(None, known_missing=False)
-        raw, missing_mark = found
+            return Lookup(None, known_missing=False, known_ended=False)
+        raw, missing_mark, ended_mark = found
         view = None
         if raw is not None:
             # A value not ours or from an incompatible version counts as a miss: Postgres answers and overwrites it.
             with contextlib.suppress(msgspec.DecodeError):
                 view = _VIEW_DECODER.decode(raw)
         self._metrics.incr("cache_hits_total" if view is not None else "cache_misses_total")
-        return Lookup(view, known_missing=missing_mark is not None)
+        return Lookup(view, known_missing=missing_mark is not None, known_ended=ended_mark is not None)
 
     async def record_miss(
         self, client: str, unknown_room_id: str | None, remember_seconds: int
@@ -143,39 +155,79 @@ class RoomCache:
         return await self.write(put=[room])
 
     async def write(
-        self, *, put: Sequence[Room] = (), delete: Sequence[str] = (), publish: Sequence[RoomEvent] = ()
+        self, *, put: Sequence[Room] = (), end: Sequence[Room] = (), publish: Sequence[RoomEvent] = ()
     ) -> bool:
-        """In one round trip and in this order: cache rooms, drop room keys, append events to the stream.
+        """In one round trip and in this order: cache rooms, drop ended rooms, append events to the stream.
 
         The order is the contract: a consumer that reads `room.created` finds `room:{roomId}`, and one
         that reads `room.ended` no longer does. Returns whether it all happened.
         """
-        pipe = self.client.pipeline(transaction=False)
-        for room in put:
-            pipe.set(room_key(room.room_id), ROOM_ENCODER.encode(room), pxat=_epoch_ms(room.expires_at))
-            pipe.delete(missing_room_key(room.room_id))  # a code probed before it was drawn exists now
-        for room_id in delete:  # an ended room admits nobody: its participants go with it (same slot)
-            pipe.delete(room_key(room_id), participants_key(room_id))
         floor = retention_floor(self._retention)
-        for event in publish:
-            pipe.xadd(self._stream, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]
-        done = await self._call(lambda: pipe.execute(raise_on_error=True), default=None)
+
+        def commands(pipe: Pipeline) -> None:
+            for room in put:
+                self._put(pipe, room, only_if_absent=False)
+                pipe.delete(missing_room_key(room.room_id))  # a code probed before it was drawn exists now
+            for room in end:
+                # The mark keeps any writer with an older read from caching the room again; the
+                # participants go with the room object (all three keys share its cluster slot).
+                until = max(_epoch_ms(room.expires_at), _epoch_ms_now() + 1000)
+                pipe.set(ended_room_key(room.room_id), b"1", pxat=until)
+                pipe.delete(room_key(room.room_id), participants_key(room.room_id))
+            for event in publish:
+                pipe.xadd(self._stream, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]
+
+        done = await self._call(lambda: self._pipeline(commands), default=None)
         if done is None and put:
             self._metrics.incr("cache_writes_skipped_total", len(put))
         return done is not None
 
     async def restore(self, rooms: Sequence[Room]) -> int | None:
-        """Cache those of these rooms that are not cached (SET NX: one command checks and writes).
+        """Cache those of these rooms that have no object at all (and have not ended meanwhile).
 
-        Returns how many were missing, or None if Redis could not be reached.
+        Returns how many were written, or None if Redis could not be reached.
         """
-        pipe = self.client.pipeline(transaction=False)
-        for room in rooms:
-            pipe.set(room_key(room.room_id), ROOM_ENCODER.encode(room), pxat=_epoch_ms(room.expires_at), nx=True)
-        written = await self._call(pipe.execute, default=None)
+
+        def commands(pipe: Pipeline) -> None:
+            for room in rooms:
+                self._put(pipe, room, only_if_absent=True)
+
+        written = await self._call(lambda: self._pipeline(commands), default=None)
         if written is None:
             return None
         return sum(1 for ok in written if ok)
+
+    @staticmethod
+    def _put(pipe: Pipeline, room: Room, *, only_if_absent: bool) -> None:
+        """Queue put_room.lua for `room` (EVALSHA; `_pipeline` loads the script when Redis lacks it)."""
+        # redis-py sends bytes as they are, though its stubs say str.
+        pipe.evalsha(
+            _PUT_ROOM_SHA,
+            2,
+            room_key(room.room_id),
+            ended_room_key(room.room_id),
+            ROOM_ENCODER.encode(room),  # type: ignore[arg-type]
+            str(room.version),
+            str(_epoch_ms(room.expires_at)),
+            "nx" if only_if_absent else "",
+        )
+
+    async def _pipeline(self, commands: Callable[[Pipeline], None]) -> list[Any]:
+        """Run queued commands in one round trip. A Redis that restarted has no scripts: load them and
+        run the batch again; its commands repeat harmlessly (writes are idempotent, a repeated event
+        is dropped by consumers by its eventId)."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            commands(pipe)
+            try:
+                result: list[Any] = await pipe.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.client.script_load(PUT_ROOM_LUA)
+            else:
+                return result
+        raise AssertionError("unreachable")
 
     async def ping(self) -> bool:
         """Whether Redis answers now. Goes through the breaker, so it also serves as its probe."""
@@ -201,3 +253,7 @@ class RoomCache:
 
 def _epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _epoch_ms_now() -> int:
+    return int(time.time() * 1000)

@@ -37,6 +37,7 @@ def _room(row: asyncpg.Record) -> Room:
         max_participants=row["max_participants"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],
+        version=row["version"],
     )
 
 
@@ -90,7 +91,7 @@ async def create_room(
 
 
 _FIND_BY_KEY = """
-SELECT k.request_hash, m.id, m.room_id, m.host_id, m.max_participants, m.created_at, m.expires_at
+SELECT k.request_hash, m.id, m.room_id, m.host_id, m.max_participants, m.created_at, m.expires_at, m.version
 FROM idempotency_keys k JOIN meetings m USING (room_id)
 WHERE k.host_id = $1 AND k.key = $2 AND k.created_at > now() - interval '24 hours'
 """
@@ -115,7 +116,7 @@ async def prune_idempotency_keys(conn: Connection, limit: int) -> int:
 
 
 _GET_ROOM = """
-SELECT id, room_id, host_id, max_participants, created_at, expires_at,
+SELECT id, room_id, host_id, max_participants, created_at, expires_at, version,
        is_active AND expires_at > now() AS live
 FROM meetings
 WHERE room_id = $1
@@ -130,7 +131,7 @@ async def get_room(conn: Connection, room_id: str) -> StoredRoom | None:
 
 
 _HOST_ROOMS = """
-SELECT id, room_id, host_id, max_participants, created_at, expires_at,
+SELECT id, room_id, host_id, max_participants, created_at, expires_at, version,
        is_active AND expires_at > now() AS live
 FROM meetings
 WHERE host_id = $1
@@ -193,7 +194,7 @@ async def update_max_participants(
 _END_ROOM = """
 WITH ended AS (
     UPDATE meetings m SET is_active = false, version = m.version + 1
-    WHERE m.room_id = $1 AND m.host_id = $2 AND m.is_active
+    WHERE m.room_id = $1 AND m.host_id = $2 AND m.is_active AND m.expires_at > now()
     RETURNING m.room_id, m.version, room_event_data(m, 'deleted') AS data
 ), event AS (
     INSERT INTO room_events (type, room_id, version, data)
@@ -217,7 +218,7 @@ async def room_exists(conn: Connection, room_id: str) -> bool:
 
 
 _LIVE_ROOMS_AFTER = """
-SELECT id, room_id, host_id, max_participants, created_at, expires_at
+SELECT id, room_id, host_id, max_participants, created_at, expires_at, version
 FROM meetings
 WHERE is_active AND room_id > $1 AND expires_at > now()
 ORDER BY room_id

@@ -157,6 +157,9 @@ class RoomStore:
         if lookup.known_missing:
             await self._count_miss(client, None)
             raise RoomNotFound(f"no room {room_id}")
+        if lookup.known_ended:
+            await self._count_miss(client, None)
+            raise RoomGone(f"room {room_id} has ended")
         self._metrics.incr("database_lookups_total")
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             stored = await queries.get_room(conn, room_id)
@@ -176,12 +179,18 @@ class RoomStore:
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             return await queries.host_rooms(conn, host_id, status, limit, before)
 
-    async def history(self, room_id: str) -> list[RoomEvent]:
-        """The room's recorded lifecycle events, oldest first. Recorded by the worker, so a moment behind."""
+    async def history(self, room_id: str, client: str) -> list[RoomEvent]:
+        """The room's recorded lifecycle events, oldest first. Recorded by the worker, so a moment behind.
+
+        A 404 here answers "does this meeting exist" as well as `view` does: it counts as a miss.
+        """
+        self._refuse_if_blocked(client)
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             events = await queries.room_history(conn, room_id)
-            if not events and not await queries.room_exists(conn, room_id):
-                raise RoomNotFound(f"no room {room_id}")
+            exists = bool(events) or await queries.room_exists(conn, room_id)
+        if not exists:
+            await self._count_miss(client, None)
+            raise RoomNotFound(f"no room {room_id}")
         return events
 
     async def daily_stats(self, first: date, last: date) -> list[queries.DailyStats]:
@@ -216,7 +225,7 @@ class RoomStore:
                     raise NotRoomHost("only the room's host may end it")
                 return  # already ended
         event, publish_now = ended
-        await self._after_commit(event, delete=[room_id], publish=publish_now)
+        await self._after_commit(event, end=[event.event.data], publish=publish_now)
 
     async def _explain_refusal(self, conn: Connection, room_id: str, host_id: UUID) -> None:
         owner = await queries.room_owner(conn, room_id)
@@ -279,7 +288,7 @@ class RoomStore:
         self,
         change: queries.Outboxed,
         put: list[Room] | None = None,
-        delete: list[str] | None = None,
+        end: list[Room] | None = None,
         publish: bool = True,
     ) -> None:
         """Bring Redis in line with a committed change, then publish its event and mark it published.
@@ -288,7 +297,7 @@ class RoomStore:
         publishes both, in order.
         """
         events = [change.event] if publish else []
-        if await self._cache.write(put=put or (), delete=delete or (), publish=events) and publish:
+        if await self._cache.write(put=put or (), end=end or (), publish=events) and publish:
             self._published.append(change.outbox_id)
 
     async def mark_published_events(self, interval: float) -> None:

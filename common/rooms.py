@@ -21,6 +21,9 @@ class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     max_participants: int
     created_at: datetime
     expires_at: datetime
+    # The room's revision: 1 when created, one more for each change. Cache writers compare it so that
+    # an older read never overwrites a newer object (common/lua/put_room.lua).
+    version: int
 
 
 class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -6,25 +6,16 @@ module is how this repository calls and tests them.
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Literal, cast, get_args
 
 import msgspec
 import redis.asyncio as redis
 
 from common.cache import participants_key, room_key
+from common.lua import JOIN_LUA, LEAVE_LUA
 
 Outcome = Literal["admitted", "already_in", "full", "not_cached"]
 _OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
-
-
-def _script(name: str) -> str:
-    return (files("common") / "lua" / name).read_text(encoding="utf-8")
-
-
-# Read once per process: the file is the contract, and its SHA1 is what EVALSHA runs.
-JOIN_LUA = _script("join.lua")
-LEAVE_LUA = _script("leave.lua")
 
 
 class JoinResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -63,6 +63,13 @@ async def test_without_a_user_id_the_peer_address_is_limited(limited) -> None:
     assert (await limited.get(f"/rooms/{unknown()}", headers={"X-User-Id": str(uuid.uuid4())})).status_code == 404
 
 
+async def test_history_lookups_of_unknown_rooms_count_as_misses(limited, host) -> None:
+    for _ in range(LIMIT):
+        assert (await limited.get(f"/rooms/{unknown()}/history", headers=host)).status_code == 404
+    assert (await limited.get(f"/rooms/{unknown()}/history", headers=host)).status_code == 429
+    assert (await limited.get(f"/rooms/{unknown()}", headers=host)).status_code == 429  # one allowance for both
+
+
 async def test_ended_rooms_count_as_misses(limited, host) -> None:
     code = (await limited.post("/rooms", headers=host)).json()["roomId"]
     assert (await limited.delete(f"/rooms/{code}", headers=host)).status_code == 204

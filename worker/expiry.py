@@ -17,7 +17,7 @@ _BATCH = 1000
 async def expire_rooms(ctx: dict[str, Any]) -> int:
     """Mark expired rooms inactive, each with a `room.ended` (reason `expired`) event; returns how many.
 
-    Their cache entries have already lapsed (they are set to expire with the room); they are deleted
+    Their cache entries have already lapsed (they are set to expire with the room); they are ended
     again here before the events go out, so no consumer of `room.ended` can find them.
     """
     res: WorkerResources = ctx["resources"]
@@ -29,7 +29,7 @@ async def expire_rooms(ctx: dict[str, Any]) -> int:
             return ended
         ended += len(batch)
         events = [item.event for item in batch]
-        if await res.cache.write(delete=[event.room_id for event in events], publish=events):
+        if await res.cache.write(end=[event.data for event in events], publish=events):
             async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
                 await queries.mark_published(conn, [item.outbox_id for item in batch])
         log.info("expired %d rooms", len(batch))
