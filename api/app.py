@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         ]
         try:
             await database.warm_up(pool, settings)
+            await cache.load_scripts()
             app.state.update(settings=settings, metrics=metrics_, pool=pool, cache=cache, room_store=store)
             yield
         finally:

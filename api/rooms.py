@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -248,7 +248,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, room_uuid = raw.split("|")
         moment, room_uuid_ = datetime.fromisoformat(created_at), UUID(room_uuid)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC)  # out of range at the edges of time: refused here, not by Postgres
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         moment = None
     if moment is None or moment.tzinfo is None:
         raise ApiError(400, "invalid_cursor", "cursor must be a nextCursor value returned by this API")

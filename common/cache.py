@@ -151,7 +151,9 @@ class RoomCache:
         return None if counted is None else (int(counted[0]), retry_after)
 
     async def put(self, room: Room) -> bool:
-        """Cache a live room until it expires. Returns False (and counts it) if the write did not happen."""
+        """Cache a live room until it expires (put_room.lua may keep a newer object in place).
+
+        Returns False, and counts it, if Redis could not be reached."""
         return await self.write(put=[room])
 
     async def write(
@@ -213,21 +215,32 @@ class RoomCache:
         )
 
     async def _pipeline(self, commands: Callable[[Pipeline], None]) -> list[Any]:
-        """Run queued commands in one round trip. A Redis that restarted has no scripts: load them and
-        run the batch again; its commands repeat harmlessly (writes are idempotent, a repeated event
-        is dropped by consumers by its eventId)."""
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            commands(pipe)
-            try:
-                result: list[Any] = await pipe.execute()
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.client.script_load(PUT_ROOM_LUA)
-            else:
-                return result
-        raise AssertionError("unreachable")
+        """Run queued commands in one round trip, raising the first error any of them met.
+
+        A Redis that restarted has forgotten put_room.lua: the script calls then fail (alone: the
+        other commands have run), so the script is loaded and just those calls run again.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        commands(pipe)
+        queued = list(pipe.command_stack)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        unscripted = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if unscripted:
+            await self.client.script_load(PUT_ROOM_LUA)
+            again = self.client.pipeline(transaction=False)
+            for i in unscripted:
+                args, options = queued[i]
+                again.execute_command(*args, **options)
+            for i, result in zip(unscripted, await again.execute(raise_on_error=False), strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    async def load_scripts(self) -> None:
+        """Load put_room.lua now (best effort), so that the first writes need no second round trip."""
+        await self._call(lambda: self.client.script_load(PUT_ROOM_LUA), default=None)
 
     async def ping(self) -> bool:
         """Whether Redis answers now. Goes through the breaker, so it also serves as its probe."""

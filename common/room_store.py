@@ -43,6 +43,8 @@ _CODE_ATTEMPTS = 5
 # Rooms served from Postgres while Redis was away, remembered so the worker can restore them once it
 # is back. Bounded: past this many, the worker's periodic sweep restores the rest.
 _MAX_RESTORE_REQUESTS = 10_000
+# Published outbox rows waiting to be marked while Postgres is away; past this, the relay repeats them.
+_MAX_PENDING_MARKS = 100_000
 # Clients remembered as over the miss limit; past this many, expired entries are dropped.
 _MAX_BLOCKED_CLIENTS = 100_000
 
@@ -223,7 +225,11 @@ class RoomStore:
                     raise RoomNotFound(f"no room {room_id}")
                 if owner[0] != host_id:
                     raise NotRoomHost("only the room's host may end it")
-                return  # already ended
+                # Already ended. Say so to Redis again: the first attempt may not have reached it.
+                stored = await queries.get_room(conn, room_id)
+                if stored is not None:
+                    await self._cache.write(end=[stored.room])
+                return
         event, publish_now = ended
         await self._after_commit(event, end=[event.event.data], publish=publish_now)
 
@@ -313,14 +319,20 @@ class RoomStore:
             await self.flush_published()
 
     async def flush_published(self) -> None:
+        """Never raises: a batch that could not be marked is kept (bounded) for the next round."""
         if not self._published:
             return
         batch, self._published = self._published, []
         try:
             async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
                 await queries.mark_published(conn, batch)
-        except DatabaseUnavailable:
-            log.warning("could not mark %d events published; the relay will publish them again", len(batch))
+        except Exception as exc:  # a background task must outlive any one failure
+            if isinstance(exc, DatabaseUnavailable):
+                log.warning("could not mark %d events published yet: %s", len(batch), exc)
+            else:
+                log.exception("could not mark %d events published", len(batch))
+            # Past the bound, the relay publishes the rest again and consumers drop the copies.
+            self._published = (batch + self._published)[-_MAX_PENDING_MARKS:]
 
     async def forward_restore_requests(self, queue: ArqRedis, interval: float) -> None:
         """Runs for the life of the app: once Redis is back, ask the worker to restore what was missed."""
@@ -334,4 +346,6 @@ class RoomStore:
                         await request_restore(queue, room_id)
                 except (RedisError, OSError, TimeoutError):
                     break  # Redis went away again; keep the rest for the next round
+                except Exception:  # a background task must outlive any one failure
+                    log.exception("could not ask for room %s to be restored", room_id)
                 self._restore_requests.discard(room_id)

@@ -59,7 +59,8 @@ async def test_the_sweep_never_replaces_an_object(client, host, db, cache, redis
 
 
 @pytest.mark.skipif("ROOMS_TEST_REDIS_URL" in os.environ, reason="flushes the script cache of its own server only")
-async def test_writes_go_on_after_redis_lost_its_scripts(client, host, redis_client) -> None:
+async def test_writes_go_on_after_redis_lost_its_scripts(client, host, redis_client, stream_name) -> None:
     await redis_client.script_flush()  # as after a Redis restart
     code = (await client.post("/rooms", headers=host)).json()["roomId"]
     assert await redis_client.exists(f"room:{code}")
+    assert await redis_client.xlen(stream_name) == 1  # only the script call ran again, not the whole batch

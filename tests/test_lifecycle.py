@@ -172,6 +172,7 @@ async def test_a_change_waits_behind_an_unpublished_event_of_its_room(client, ho
         if await db.fetchval("SELECT published_at FROM room_events WHERE room_id = $1", code):
             break
         await asyncio.sleep(0.05)
+    assert await db.fetchval("SELECT published_at FROM room_events WHERE room_id = $1", code) is not None
     # As if room.created had not reached the stream yet (Redis was down when it was made).
     await db.execute("UPDATE room_events SET published_at = NULL WHERE room_id = $1", code)
     await redis_client.delete(stream_name)

@@ -85,7 +85,9 @@ async def test_rooms_served_from_postgres_during_an_outage_are_restored_after_it
             await asyncio.sleep(0.1)
         assert await redis_client.exists(job_key), "the API did not ask the worker to restore the room"
 
-    await run_burst(worker_res, "arq:queue")
+    worker = await run_burst(worker_res, "arq:queue")
+    assert worker.jobs_complete >= 1
+    assert worker.jobs_failed == 0
     assert await redis_client.exists(f"room:{code}")
 
 

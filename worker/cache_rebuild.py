@@ -6,6 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
+from arq import Retry
+
 from common import queries
 from common.database import connection
 from worker.resources import WorkerResources
@@ -28,7 +30,7 @@ async def restore_room_cache(ctx: dict[str, Any], room_id: str) -> bool:
     if stored is None or not stored.live:
         return False
     if not await res.cache.put(stored.room):
-        raise RedisUnavailable("could not write the room; arq retries the job")
+        raise Retry(defer=1)  # Redis is away again; arq runs the job later (up to its max_tries)
     return True
 
 

@@ -28,7 +28,12 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
             batch = await queries.unpublished_events(conn, settings.relay_grace_seconds, _BATCH)
             if not batch:
                 return relayed
-            if not await res.cache.write(publish=[item.event for item in batch]):
+            events = [item.event for item in batch]
+            # What the API could not do after commit, the relay does now, cache first as always:
+            # put_room.lua keeps newer objects in place and ended rooms out.
+            put = [e.data for e in events if e.type != "room.ended"]
+            end = [e.data for e in events if e.type == "room.ended"]
+            if not await res.cache.write(put=put, end=end, publish=events):
                 log.info("Redis unavailable; %d+ events wait in the outbox", len(batch))
                 return relayed
             await queries.mark_published(conn, [item.outbox_id for item in batch])

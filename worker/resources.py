@@ -30,6 +30,7 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
     client = create_redis(settings, settings.worker_redis_timeout_seconds, Redis, bounded_by_caller=True)
     metrics = Metrics()
     cache = RoomCache(client, settings, metrics, settings.worker_redis_timeout_seconds)
+    await cache.load_scripts()
     try:
         yield WorkerResources(settings=settings, pool=pool, cache=cache, metrics=metrics)
     finally:
