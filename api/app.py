@@ -35,7 +35,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         metrics_ = Metrics()
-        pool = await database.create_pool(settings)
+        pool = await database.create_pool(settings, stateless_sessions=True)  # plain statements only
         redis = create_redis(settings, settings.redis_timeout_seconds, Redis, bounded_by_caller=True)
         cache = RoomCache(redis, settings, metrics_, settings.redis_timeout_seconds)
         store = RoomStore(pool, cache, settings, metrics_, new_room_code)
