@@ -233,9 +233,7 @@ class RoomCache:
                 again.execute_command(*args, **options)
             for i, result in zip(unscripted, await again.execute(raise_on_error=False), strict=True):
                 results[i] = result
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        pipe.raise_first_error(queued, results)  # names the failing command, as redis-py would have
         return results
 
     async def load_scripts(self) -> None:

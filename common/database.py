@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -37,6 +37,9 @@ async def create_pool(
     cursors or advisory locks), so a released connection needs no reset query: a round trip saved
     on every request.
     """
+    # asyncpg rolls back an open transaction on release in any case; what `reset` replaces is the
+    # reset query (RESET ALL, UNLISTEN *, advisory unlocks) that would follow it.
+    extra: dict[str, Any] = {"reset": _keep_session} if stateless_sessions else {}
     return await asyncpg.create_pool(
         require(settings.database_url, "DATABASE_URL"),
         min_size=0,
@@ -47,13 +50,12 @@ async def create_pool(
         max_inactive_connection_lifetime=300,
         # Event timestamps are rendered by Postgres (room_event_data) and days are UTC days.
         server_settings={"timezone": "UTC"},
-        reset=_rollback_only if stateless_sessions else None,
+        **extra,
     )
 
 
-async def _rollback_only(conn: asyncpg.Connection) -> None:
-    if conn.is_in_transaction():  # never expected; a connection must not carry one to the next user
-        await conn.execute("ROLLBACK")
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to undo: see `create_pool(stateless_sessions=True)`."""
 
 
 async def warm_up(pool: Pool, settings: Settings) -> None:

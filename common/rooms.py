@@ -12,7 +12,7 @@ class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """A live room as cached in Redis under `room:{roomId}`.
 
     Signaling reads `id`, `hostId` and `maxParticipants` (see docs/signaling.md): those names never
-    change. Fields may be added, with defaults, so older readers keep working.
+    change. Fields may be added; readers ignore what they do not know.
     """
 
     id: UUID

@@ -59,7 +59,6 @@ LANGUAGE sql STABLE AS $$
         'maxParticipants', m.max_participants,
         'createdAt', m.created_at,
         'expiresAt', m.expires_at,
-        'version', m.version,
         'reason', reason
     ))
 $$;

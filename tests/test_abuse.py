@@ -57,7 +57,7 @@ async def test_a_client_that_keeps_missing_is_stopped(limited, host) -> None:
 
 async def test_without_a_user_id_the_peer_address_is_limited(limited, redis_client) -> None:
     # Every anonymous request of the suite comes from the test client's one address: start afresh.
-    await redis_client.delete(*[key async for key in redis_client.scan_iter("ratelimit:miss:ip:*")] or ["-"])
+    await redis_client.delete(*[key async for key in redis_client.scan_iter("ratelimit:miss:ip:testclient:*")] or ["-"])
     for _ in range(LIMIT):
         assert (await limited.get(f"/rooms/{unknown()}")).status_code == 404
     assert (await limited.get(f"/rooms/{unknown()}")).status_code == 429

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 
 import pytest
 
 from common.events import from_stream_fields
+
+# A cursor whose timestamp, once in UTC, is past the last moment a datetime can hold.
+OUT_OF_TIME = base64.urlsafe_b64encode(b"9999-12-31T23:59:59-05:00|6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60").decode()
 
 
 async def create(client, host, **body) -> dict:
@@ -63,6 +67,7 @@ async def test_lists_by_status(client, host) -> None:
         ("limit=ten", "invalid_request"),
         ("cursor=not-a-cursor", "invalid_cursor"),
         ("cursor=MjAyNnxub3BlfA", "invalid_cursor"),
+        (f"cursor={OUT_OF_TIME}", "invalid_cursor"),
         ("status=deleted", "invalid_request"),
     ],
 )

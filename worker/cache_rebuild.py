@@ -30,7 +30,8 @@ async def restore_room_cache(ctx: dict[str, Any], room_id: str) -> bool:
     if stored is None or not stored.live:
         return False
     if not await res.cache.put(stored.room):
-        raise Retry(defer=1)  # Redis is away again; arq runs the job later (up to its max_tries)
+        # Redis is away again: try later, past the breaker's retry interval (arq stops at max_tries).
+        raise Retry(defer=ctx["job_try"] * (res.settings.redis_retry_seconds + 1))
     return True
 
 
