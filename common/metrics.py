@@ -28,9 +28,6 @@ class Metrics:
         assert name in _HELP, name
         self._counts[name] += amount
 
-    def value(self, name: str) -> int:
-        return self._counts[name]
-
     def render(self, gauges: dict[str, tuple[str, float]] | None = None) -> str:
         lines: list[str] = []
         for name, help_text in _HELP.items():

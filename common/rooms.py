@@ -60,7 +60,6 @@ class DatabaseUnavailable(RoomError):
 
 
 ROOM_ENCODER = msgspec.json.Encoder()
-ROOM_DECODER = msgspec.json.Decoder(Room)
 
 
 def to_view(room: Room) -> RoomView:
