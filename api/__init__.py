@@ -1,1 +1,1 @@
-"""The HTTP API: the Litestar app, one module per resource, dependency providers, error mapping."""
+"""The HTTP API: the Litestar app, its routes, dependency providers, schemas and the one error table."""

@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from arq.connections import ArqRedis
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from redis.asyncio import Redis
 
+from api.background import RestoreRequests, every
+from api.deps import provide_caller
 from api.errors import EXCEPTION_HANDLERS
-from api.health import live, metrics, ready
-from api.rooms import rooms_router
-from api.stats import daily_stats
-from common import database
-from common.cache import RoomCache, create_redis
+from api.routes import health, history, rooms, stats
+from common.db import pool as db_pool
 from common.logs import configure_logging
 from common.metrics import Metrics
-from common.room_codes import generate_room_code
-from common.room_store import RoomStore
+from common.redis.client import GuardedRedis, create_redis
+from common.redis.room_cache import PUT_ROOM
+from common.rooms.codes import generate_room_code
+from common.service.publish import DeferredMarks
+from common.service.rooms import RoomService
 from common.settings import Settings, load_settings
 
-log = logging.getLogger(__name__)
+# How often the API marks the outbox rows it published, and forwards restore requests to the worker.
+_MARK_INTERVAL_SECONDS = 0.1
+_FORWARD_INTERVAL_SECONDS = 1.0
 
 
 def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generate_room_code) -> Litestar:
@@ -34,32 +38,43 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
 
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
-        metrics_ = Metrics()
-        pool = await database.create_pool(settings, stateless_sessions=True)  # plain statements only
-        redis = create_redis(settings, settings.redis_timeout_seconds, Redis, bounded_by_caller=True)
-        cache = RoomCache(redis, settings, metrics_, settings.redis_timeout_seconds)
-        store = RoomStore(pool, cache, settings, metrics_, new_room_code)
-        # arq's queue client shares the cache's bounded connections; arq's own would wait unboundedly.
-        job_queue = ArqRedis(connection_pool=redis.connection_pool)
+        metrics = Metrics()
+        pool = await db_pool.create_pool(settings, stateless_sessions=True)  # plain statements only
+        client = create_redis(settings, settings.redis_timeout_seconds, Redis, bounded_by_caller=True)
+        redis = GuardedRedis(client, settings, metrics, settings.redis_timeout_seconds, scripts=[PUT_ROOM])
+        marks = DeferredMarks(pool, settings.db_timeout_seconds)
+        # arq's queue client shares the bounded connections; arq's own would wait unboundedly.
+        restores = RestoreRequests(
+            ArqRedis(connection_pool=client.connection_pool), redis, settings.redis_timeout_seconds
+        )
+        service = RoomService(
+            pool, redis, marks, settings, metrics, new_code=new_room_code, note_uncached=restores.note
+        )
         background = [
-            asyncio.create_task(store.forward_restore_requests(job_queue, interval=1.0)),
-            asyncio.create_task(store.mark_published_events(interval=0.1)),
+            asyncio.create_task(every(_MARK_INTERVAL_SECONDS, marks.flush)),
+            asyncio.create_task(every(_FORWARD_INTERVAL_SECONDS, restores.forward)),
         ]
         try:
-            await database.warm_up(pool, settings)
-            await cache.load_scripts()
-            app.state.update(settings=settings, metrics=metrics_, pool=pool, cache=cache, room_store=store)
+            await db_pool.warm_up(pool, settings)
+            await redis.load_scripts()
+            app.state.update(settings=settings, metrics=metrics, pool=pool, redis=redis, room_service=service)
             yield
         finally:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await store.flush_published()
-            await redis.aclose()
-            await database.close_pool(pool, settings)
+            await marks.flush()
+            await client.aclose()
+            await db_pool.close_pool(pool, settings)
 
+    rooms_router = Router(
+        path="/rooms",
+        route_handlers=[*rooms.HANDLERS, history.get_room_history],
+        dependencies={"caller": Provide(provide_caller, sync_to_thread=False)},
+        tags=["rooms"],
+    )
     return Litestar(
-        route_handlers=[rooms_router, daily_stats, live, ready, metrics],
+        route_handlers=[rooms_router, stats.daily_stats, health.live, health.ready, health.metrics],
         lifespan=[resources],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

@@ -12,14 +12,17 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from common.room_store import (
+from common.errors import (
+    DatabaseUnavailable,
     IdempotencyKeyReused,
     NoFreeRoomCode,
     NotRoomHost,
     ParticipantLimitOutOfRange,
     RateLimited,
+    RoomError,
+    RoomGone,
+    RoomNotFound,
 )
-from common.rooms import DatabaseUnavailable, RoomError, RoomGone, RoomNotFound
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ class ApiError(HTTPException):
         self.code = code
 
 
-_DOMAIN_STATUS: dict[type, tuple[int, str]] = {
+# The one table from the domain's errors to HTTP: a status and a stable machine-readable code.
+_DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     RoomError: (500, "internal_error"),
     RoomNotFound: (404, "room_not_found"),
     RoomGone: (410, "room_gone"),
@@ -52,8 +56,8 @@ _DOMAIN_STATUS: dict[type, tuple[int, str]] = {
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     RateLimited: (429, "rate_limited"),
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),
-    DatabaseUnavailable: (503, "database_unavailable"),
     NoFreeRoomCode: (503, "no_free_room_code"),
+    DatabaseUnavailable: (503, "database_unavailable"),
 }
 
 
@@ -68,7 +72,7 @@ def error_response(
     )
 
 
-def _room_error(request: Request[Any, Any, Any], exc: RoomError) -> Response[ErrorBody]:
+def _domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     status_code, code = next(_DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in _DOMAIN_STATUS)
     if isinstance(exc, DatabaseUnavailable):
         log.warning("answering 503: %s", exc)
@@ -110,7 +114,8 @@ def _validation_detail(exc: ValidationException) -> str:
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    RoomError: _room_error,
+    RoomError: _domain_error,
+    DatabaseUnavailable: _domain_error,
     HTTPException: _http_error,
     Exception: _unexpected_error,
 }

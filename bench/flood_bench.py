@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 from scratch import scratch_servers
 
-from common.room_codes import generate_room_code
+from common.rooms.codes import generate_room_code
 
 LOOKUPS = re.compile(r"^roomservice_database_lookups_total (\d+)$", re.MULTILINE)
 
@@ -71,7 +71,9 @@ def one_run(label: str, env_overrides: dict[str, str], clients: int, args: argpa
             "ROOMS_PORT": str(port),
             **env_overrides,
         }
-        server = subprocess.Popen([sys.executable, "-m", "common.cli", "serve"], env=env, cwd=Path(__file__).parents[1])
+        server = subprocess.Popen(
+            [sys.executable, "-m", "roomservice", "serve"], env=env, cwd=Path(__file__).parents[1]
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(100):

@@ -7,7 +7,7 @@ Run from the repository root with the project's virtualenv:
 Two views of the same script, on scratch servers (bench/scratch.py):
 - `redis-benchmark` runs EVALSHA join.lua from 64 connections: what Redis itself sustains, the figure
   a Signaling fleet is bounded by;
-- 64 asyncio clients call it through `common.signaling.JoinContract` (redis-py), each joining and
+- 64 asyncio clients call it through `common.signaling.contract.JoinContract` (redis-py), each joining and
   leaving rooms: what one Python process of a Signaling service gets, with latency percentiles.
 """
 
@@ -27,12 +27,14 @@ from urllib.parse import urlsplit
 import redis.asyncio as redis
 from scratch import scratch_servers
 
-from common.cache import RoomCache, participants_key, room_key
 from common.metrics import Metrics
-from common.room_codes import generate_room_code
-from common.rooms import Room
+from common.redis.client import GuardedRedis
+from common.redis.keys import participants_key, room_key
+from common.redis.room_cache import PUT_ROOM, RoomCache
+from common.rooms.codes import generate_room_code
+from common.rooms.model import Room
 from common.settings import Settings
-from common.signaling import JOIN_LUA, JoinContract
+from common.signaling.contract import JOIN, JoinContract
 
 ROOMS = 1000
 HEARTBEAT_MS = "30000"
@@ -48,7 +50,9 @@ async def cache_rooms(settings: Settings, client: redis.Redis) -> list[str]:
         )
         for _ in range(ROOMS)
     ]  # fmt: skip
-    assert await RoomCache(client, settings, Metrics(), timeout=10).write(put=rooms)
+    metrics = Metrics()
+    cache = RoomCache(GuardedRedis(client, settings, metrics, timeout=10, scripts=[PUT_ROOM]), metrics)
+    assert await cache.write(put=rooms) == len(rooms)
     return [room.room_id for room in rooms]
 
 
@@ -95,7 +99,7 @@ async def run(settings: Settings, clients: int, seconds: float) -> tuple[str, st
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, max_connections=clients * 2)
     try:
         rooms = await cache_rooms(settings, client)
-        sha = await client.script_load(JOIN_LUA)
+        sha = await client.script_load(JOIN.source)
         await python_clients(client, rooms, clients, seconds)
         return str(sha), rooms[0]
     finally:

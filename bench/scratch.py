@@ -17,9 +17,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from common.embedded import embedded_postgres, embedded_redis, ensure_database  # noqa: E402
-from common.migrate import migrate  # noqa: E402
 from common.settings import Settings  # noqa: E402
+from roomservice.embedded import embedded_postgres, embedded_redis, ensure_database  # noqa: E402
+from roomservice.migrate import migrate  # noqa: E402
 
 
 @contextmanager

@@ -26,10 +26,10 @@ import asyncpg
 import redis.asyncio as redis
 from scratch import scratch_servers
 
-from common.events import RoomEvent, RoomEventData, stream_fields
+from common.rooms.events import RoomEvent, RoomEventData, stream_fields
 from common.settings import Settings, load_settings
-from worker.cache_rebuild import sweep_room_cache
 from worker.history import HistoryConsumer
+from worker.jobs.cache import sweep_room_cache
 from worker.resources import worker_resources
 
 # Ten letters from a row number i (base 26), dashed like a room code: every row gets a distinct code.
@@ -60,7 +60,7 @@ async def fill_stream(client: redis.Redis, stream: str, count: int) -> None:
 
 async def bench_consumer(settings: Settings, count: int) -> dict[str, float]:
     async with worker_resources(settings) as res:
-        await fill_stream(res.cache.client, settings.stream_name, count)
+        await fill_stream(res.redis, settings.stream_name, count)
         consumer = HistoryConsumer(res, name="bench", block_ms=10)
         await consumer.ensure_group()
         started = time.perf_counter()
@@ -92,7 +92,7 @@ async def sweep_child() -> None:
     """In a child process: one sweep over an empty cache; print what it did and its peak memory."""
     settings = load_settings(os.environ)
     async with worker_resources(settings) as res:
-        await res.cache.client.flushdb()  # the bench's own embedded server
+        await res.redis.flushdb()  # the bench's own embedded server
         started = time.perf_counter()
         restored = await sweep_room_cache({"resources": res})
         seconds = time.perf_counter() - started

@@ -1,1 +1,2 @@
-"""What the API and the worker share: settings, the room model, queries, cache, room codes."""
+"""What the API and the worker share, by layer: `rooms` (the domain, no I/O), `db` and `redis` (one store
+each), `signaling` (Signaling's join contract) and `service` (the use cases, over both stores)."""

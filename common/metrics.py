@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Literal
 
-_HELP = {
+CounterName = Literal[
+    "rooms_created_total",
+    "room_code_collisions_total",
+    "cache_hits_total",
+    "cache_misses_total",
+    "database_lookups_total",
+    "cache_errors_total",
+    "cache_skipped_total",
+    "cache_writes_skipped_total",
+    "database_unavailable_total",
+    "rate_limited_total",
+]
+
+_HELP: dict[CounterName, str] = {
     "rooms_created_total": "Rooms created.",
     "room_code_collisions_total": "Generated room codes that were already taken and drawn again.",
     "cache_hits_total": "Room lookups answered from Redis.",
@@ -22,10 +36,9 @@ class Metrics:
     """Named counters, per process: with ROOMS_WORKERS > 1 a scrape reads whichever process answers."""
 
     def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[CounterName] = Counter()
 
-    def incr(self, name: str, amount: int = 1) -> None:
-        assert name in _HELP, name
+    def incr(self, name: CounterName, amount: int = 1) -> None:
         self._counts[name] += amount
 
     def render(self, gauges: dict[str, tuple[str, float]] | None = None) -> str:
@@ -33,7 +46,7 @@ class Metrics:
         for name, help_text in _HELP.items():
             full = f"roomservice_{name}"
             lines += [f"# HELP {full} {help_text}", f"# TYPE {full} counter", f"{full} {self._counts[name]}"]
-        for name, (help_text, value) in (gauges or {}).items():
-            full = f"roomservice_{name}"
+        for gauge, (help_text, value) in (gauges or {}).items():
+            full = f"roomservice_{gauge}"
             lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge", f"{full} {value:g}"]
         return "\n".join(lines) + "\n"

@@ -93,7 +93,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN_SIZE must not exceed {ENV_PREFIX}DB_POOL_MAX_SIZE")
         for name in ("sweep_interval_seconds", "expiry_interval_seconds"):
-            if not _fits_a_clock(getattr(self, name)):
+            if clock_fields(getattr(self, name)) is None:
                 raise SettingsError(
                     f"{ENV_PREFIX}{name.upper()} must divide 60, or be a whole number of minutes dividing 60"
                 )
@@ -101,10 +101,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be one of debug, info, warning, error")
 
 
-def _fits_a_clock(seconds: int) -> bool:
+def clock_fields(seconds: int) -> dict[str, set[int] | int] | None:
+    """An interval of `seconds` as cron fields on the wall clock (`second`, or `minute` and `second`), so that
+    every worker runs a periodic job at the same moments; None if the interval does not divide a
+    minute, or an hour in whole minutes."""
     if seconds < 60:
-        return 60 % seconds == 0
-    return seconds % 60 == 0 and 3600 % seconds == 0
+        return {"second": set(range(0, 60, seconds))} if 60 % seconds == 0 else None
+    if seconds % 60 or 3600 % seconds:
+        return None
+    return {"minute": set(range(0, 60, seconds // 60)), "second": 0}
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

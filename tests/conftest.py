@@ -17,10 +17,11 @@ import redis.asyncio as redis
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from common.embedded import embedded_postgres, embedded_redis, ensure_database
-from common.migrate import migrate
 from common.settings import Settings
-from tests.faultproxy import FaultProxy, postgres_upstream, redis_upstream
+from roomservice.embedded import embedded_postgres, embedded_redis, ensure_database
+from roomservice.migrate import migrate
+from tests.support.faultproxy import FaultProxy, postgres_upstream, redis_upstream
+from tests.support.settings import make_settings
 from worker.resources import WorkerResources, worker_resources
 
 
@@ -64,11 +65,6 @@ async def drop_database(server_url: str, name: str) -> None:
         await conn.close()
 
 
-def make_settings(database_url: str, redis_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {"database_url": database_url, "redis_url": redis_url, **overrides}
-    return Settings(**values)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def stream_name() -> str:
     """A room event stream of the test's own, so tests never see each other's events."""
@@ -87,7 +83,7 @@ async def worker_res(settings: Settings) -> AsyncIterator[WorkerResources]:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
     async with AsyncTestClient(app=create_app(settings)) as test_client:
         yield test_client
 

@@ -1,1 +1,1 @@
-"""Background work run by arq: one module per job family."""
+"""Background work: the arq jobs and crons, and the room stream's history consumer."""

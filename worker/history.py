@@ -8,7 +8,6 @@ worker that claims it) never counts twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -18,10 +17,13 @@ from collections.abc import Sequence
 import asyncpg
 from redis.exceptions import ResponseError
 
-from common import queries
-from common.database import connection
-from common.events import InvalidEntry, RoomEvent, from_stream_fields, retention_floor
-from common.rooms import DatabaseUnavailable
+from common.db.history import record_history
+from common.db.pool import connection
+from common.errors import DatabaseUnavailable
+from common.redis.keys import dead_letter_stream
+from common.redis.stream import retention_floor
+from common.rooms.events import InvalidEntry, RoomEvent, from_stream_fields
+from worker.backoff import Backoff
 from worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -34,16 +36,12 @@ _FORGET_CONSUMERS_AFTER_MS = 24 * 3600 * 1000
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
-def dead_letter_stream(stream: str) -> str:
-    return f"{stream}:dead"
-
-
 class HistoryConsumer:
     """One member of the consumer group. `run` loops until `stop` is set."""
 
     def __init__(self, res: WorkerResources, name: str | None = None, block_ms: int = _BLOCK_MS) -> None:
         self._res = res
-        self._redis = res.cache.client
+        self._redis = res.redis
         settings = res.settings
         self._stream = settings.stream_name
         self._group = settings.consumer_group
@@ -172,18 +170,16 @@ class HistoryConsumer:
         as another delivery, and enough of those would send good events to the dead-letter stream."""
         if not events:
             return
-        backoff = 0.5
+        backoff = Backoff(self._stop)
         while True:
             try:
                 async with connection(self._res.pool, self._res.settings.worker_db_timeout_seconds) as conn:
-                    await queries.record_history(conn, events)
+                    await record_history(conn, events)
             except DatabaseUnavailable:
                 if self._stop.is_set():
                     raise  # leave the batch pending; it is claimed or re-read later
-                log.warning("Postgres unavailable; retrying a batch of %d events in %.1fs", len(events), backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-                backoff = min(backoff * 2, 10.0)
+                log.warning("Postgres unavailable; retrying a batch of %d events in %.1fs", len(events), backoff.delay)
+                await backoff.wait()
             else:
                 return
 

@@ -15,54 +15,23 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from arq import cron, func
 from arq.connections import ArqRedis
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from common.cache import create_redis
-from common.jobs import RESTORE_ROOM_CACHE
-from common.rooms import DatabaseUnavailable
+from common.errors import DatabaseUnavailable
+from common.redis.client import create_redis
 from common.settings import Settings
-from worker.cache_rebuild import restore_room_cache, sweep_room_cache
-from worker.expiry import expire_rooms
+from worker.backoff import Backoff
 from worker.history import HistoryConsumer
-from worker.outbox import prune_outbox, relay_outbox
 from worker.resources import WorkerResources, worker_resources
+from worker.schedule import worker_settings
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF_SECONDS = 10.0
-# How long running jobs may go on after SIGTERM before they are cancelled (and later retried).
-_JOB_COMPLETION_WAIT_SECONDS = 10
-
-
-def on_clock(seconds: int) -> dict[str, Any]:
-    """arq cron arguments for "every `seconds`" (which divides a minute, or an hour in whole minutes)."""
-    if seconds < 60:
-        return {"second": set(range(0, 60, seconds))}
-    return {"minute": set(range(0, 60, seconds // 60)), "second": 0}
-
-
-def worker_settings(res: WorkerResources) -> dict[str, Any]:
-    """arq's WorkerSettings for this service, as keyword arguments of `arq.worker.Worker`."""
-    settings = res.settings
-    return {
-        "functions": [func(restore_room_cache, name=RESTORE_ROOM_CACHE, keep_result=0, max_tries=5)],
-        "cron_jobs": [
-            cron(relay_outbox, second=set(range(60)), timeout=30),
-            cron(expire_rooms, **on_clock(settings.expiry_interval_seconds), timeout=60),
-            cron(sweep_room_cache, **on_clock(settings.sweep_interval_seconds), run_at_startup=True, timeout=600),
-            cron(prune_outbox, minute={17}, second=0, timeout=300),
-        ],
-        "ctx": {"resources": res},
-        "max_jobs": 20,
-        "job_timeout": 60,
-        "keep_result": 60,
-        "job_completion_wait": _JOB_COMPLETION_WAIT_SECONDS,
-    }
+# A part that ran this long before failing had been running fine: its failure is a new incident.
+_HEALTHY_RUN_SECONDS = 60
 
 
 async def run_worker(settings: Settings) -> None:
@@ -83,20 +52,18 @@ async def run_worker(settings: Settings) -> None:
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
     """Run `run` again whenever it fails, waiting longer each time it fails quickly, until `stop`."""
-    backoff = 0.5
+    backoff = Backoff(stop)
     while not stop.is_set():
         started = time.monotonic()
         try:
             await run()
         except (RedisError, OSError, DatabaseUnavailable) as exc:
-            log.warning("%s failed, a dependency is unavailable (%r); restarting in %.1fs", name, exc, backoff)
+            log.warning("%s failed, a dependency is unavailable (%r); restarting in %.1fs", name, exc, backoff.delay)
         except Exception:
-            log.exception("%s failed; restarting in %.1fs", name, backoff)
-        if time.monotonic() - started > 60:
-            backoff = 0.5  # it had been running fine: this is a new incident
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=backoff)
-        backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+            log.exception("%s failed; restarting in %.1fs", name, backoff.delay)
+        if time.monotonic() - started > _HEALTHY_RUN_SECONDS:
+            backoff.reset()
+        await backoff.wait()
 
 
 async def run_jobs(res: WorkerResources, stop: asyncio.Event) -> None:

@@ -8,31 +8,42 @@ from contextlib import asynccontextmanager
 import msgspec
 from redis.asyncio import Redis
 
-from common import database
-from common.cache import RoomCache, create_redis
-from common.database import Pool
+from common.db import pool as db_pool
+from common.db.pool import Pool
 from common.metrics import Metrics
+from common.redis.client import GuardedRedis, create_redis
+from common.redis.room_cache import PUT_ROOM, RoomCache
+from common.redis.stream import EventStream
+from common.service.publish import Publisher
 from common.settings import Settings
 
 
 class WorkerResources(msgspec.Struct, frozen=True, kw_only=True):
     settings: Settings
     pool: Pool
+    # The stream consumer's client: each of its calls is bounded by its own timeout, and it is
+    # supervised rather than guarded (a consumer has nothing useful to do without Redis).
+    redis: Redis
     cache: RoomCache
+    publisher: Publisher
     metrics: Metrics
 
 
 @asynccontextmanager
 async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]:
     """Postgres pool and Redis client with the worker's (batch-sized) bounds."""
-    pool = await database.create_pool(settings, command_timeout=settings.worker_db_timeout_seconds)
-    # Every use of this client (RoomCache, the history consumer) runs under its own asyncio.timeout.
+    pool = await db_pool.create_pool(settings, command_timeout=settings.worker_db_timeout_seconds)
+    # Every use of this client runs under its own asyncio.timeout.
     client = create_redis(settings, settings.worker_redis_timeout_seconds, Redis, bounded_by_caller=True)
     metrics = Metrics()
-    cache = RoomCache(client, settings, metrics, settings.worker_redis_timeout_seconds)
-    await cache.load_scripts()
+    guarded = GuardedRedis(client, settings, metrics, settings.worker_redis_timeout_seconds, scripts=[PUT_ROOM])
+    cache = RoomCache(guarded, metrics)
+    publisher = Publisher(cache, EventStream(settings.stream_name, settings.stream_retention_seconds))
+    await guarded.load_scripts()
     try:
-        yield WorkerResources(settings=settings, pool=pool, cache=cache, metrics=metrics)
+        yield WorkerResources(
+            settings=settings, pool=pool, redis=client, cache=cache, publisher=publisher, metrics=metrics
+        )
     finally:
         await client.aclose()
-        await database.close_pool(pool, settings)
+        await db_pool.close_pool(pool, settings)

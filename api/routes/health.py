@@ -1,0 +1,51 @@
+"""Health for orchestrators, and counters for scrapers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from litestar import Response, get
+from litestar.datastructures import State
+
+from common.db.pool import connection
+from common.errors import DatabaseUnavailable
+
+
+class Readiness(msgspec.Struct, frozen=True, rename="camel"):
+    postgres: Literal["ok", "down"]
+    redis: Literal["ok", "down"]
+    # Rate limits live in Redis: without it they are not enforced (the service stays up instead).
+    rate_limits: Literal["enforced", "fail-open"]
+
+
+@get("/health/live", summary="The process is up", tags=["health"], cache=False)
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get(
+    "/health/ready",
+    summary="Ready to serve: 200 while Postgres answers (Redis is optional), else 503",
+    tags=["health"],
+    responses=None,
+)
+async def ready(state: State) -> Response[Readiness]:
+    postgres: Literal["ok", "down"] = "ok"
+    try:
+        async with connection(state.pool, state.settings.db_timeout_seconds) as conn:
+            await conn.fetchval("SELECT 1")
+    except DatabaseUnavailable:
+        postgres = "down"
+    redis_up = await state.redis.ping()
+    readiness = Readiness(
+        postgres=postgres, redis="ok" if redis_up else "down", rate_limits="enforced" if redis_up else "fail-open"
+    )
+    return Response(readiness, status_code=200 if postgres == "ok" else 503)
+
+
+@get("/metrics", summary="Counters in the Prometheus text format", tags=["health"], media_type="text/plain")
+async def metrics(state: State) -> str:
+    breaker_open = 0.0 if state.redis.available else 1.0
+    text: str = state.metrics.render({"cache_breaker_open": ("1 while Redis is considered down.", breaker_open)})
+    return text

@@ -1,0 +1,89 @@
+"""The recorded history of rooms (`room_history`) and the daily aggregates kept with it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from common.db.outbox import event_from_row
+from common.db.pool import Connection
+from common.rooms.events import RoomEvent, encode_data
+from common.rooms.model import DailyStats
+
+# Idempotent by event_id: an event delivered twice is recorded, and counted, once. The aggregates
+# change in the same statement as the history rows, so they never disagree.
+_RECORD_HISTORY = """
+WITH incoming AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::jsonb[])
+        AS e(event_id, room_id, type, version, occurred_at, data)
+), recorded AS (
+    INSERT INTO room_history (event_id, room_id, type, version, occurred_at, data)
+    SELECT * FROM incoming
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING type, (occurred_at AT TIME ZONE 'UTC')::date AS day, data
+), counted AS (
+    INSERT INTO daily_room_stats AS s (day, rooms_created, rooms_ended)
+    SELECT day, count(*) FILTER (WHERE type = 'room.created'), count(*) FILTER (WHERE type = 'room.ended')
+    FROM recorded GROUP BY day ORDER BY day
+    ON CONFLICT (day) DO UPDATE
+        SET rooms_created = s.rooms_created + excluded.rooms_created,
+            rooms_ended = s.rooms_ended + excluded.rooms_ended
+), hosted AS (
+    INSERT INTO daily_room_hosts (day, host_id)
+    SELECT DISTINCT day, (data ->> 'hostId')::uuid FROM recorded WHERE type = 'room.created'
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM recorded  -- every CTE above runs to completion whether read or not
+"""
+
+
+async def record_history(conn: Connection, events: Sequence[RoomEvent]) -> int:
+    """Record events not seen before and count them into the daily aggregates; returns how many were new."""
+    recorded = await conn.fetchval(
+        _RECORD_HISTORY,
+        [e.event_id for e in events],
+        [e.room_id for e in events],
+        [e.type for e in events],
+        [e.version for e in events],
+        [e.occurred_at for e in events],
+        [encode_data(e).decode() for e in events],
+    )
+    return int(recorded)
+
+
+_ROOM_HISTORY = """
+SELECT event_id, type, room_id, version, occurred_at, data
+FROM room_history
+WHERE room_id = $1
+ORDER BY occurred_at, version
+"""
+
+
+async def room_history(conn: Connection, room_id: str) -> list[RoomEvent]:
+    """A room's recorded lifecycle, oldest first."""
+    return [event_from_row(row) for row in await conn.fetch(_ROOM_HISTORY, room_id)]
+
+
+_DAILY_STATS = """
+SELECT d::date AS day,
+       coalesce(s.rooms_created, 0) AS rooms_created,
+       coalesce(s.rooms_ended, 0) AS rooms_ended,
+       (SELECT count(*) FROM daily_room_hosts h WHERE h.day = d::date) AS distinct_hosts
+FROM generate_series($1::date, $2::date, interval '1 day') AS d
+LEFT JOIN daily_room_stats s ON s.day = d::date
+ORDER BY d
+"""
+
+
+async def daily_stats(conn: Connection, first: date, last: date) -> list[DailyStats]:
+    """One row per UTC day from `first` to `last` inclusive, zeros where nothing happened."""
+    return [
+        DailyStats(
+            day=row["day"],
+            rooms_created=row["rooms_created"],
+            rooms_ended=row["rooms_ended"],
+            distinct_hosts=row["distinct_hosts"],
+        )
+        for row in await conn.fetch(_DAILY_STATS, first, last)
+    ]

@@ -1,0 +1,83 @@
+"""The outbox (`room_events`): every room change's event, written in the change's own transaction,
+published to the stream after commit and marked once it is there."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import asyncpg
+
+from common.db.pool import Connection
+from common.rooms.events import RoomEvent, decode_data
+
+
+class Outboxed(NamedTuple):
+    """An event and its outbox row, which is marked once the event is on the stream."""
+
+    outbox_id: int
+    event: RoomEvent
+
+
+def event_from_row(row: asyncpg.Record) -> RoomEvent:
+    """The event a row of `room_events` (or `room_history`, which has the same columns) describes."""
+    return RoomEvent(
+        type=row["type"],
+        event_id=row["event_id"],
+        room_id=row["room_id"],
+        occurred_at=row["occurred_at"],
+        version=row["version"],
+        data=decode_data(row["data"]),
+    )
+
+
+def outboxed_from_row(row: asyncpg.Record) -> Outboxed:
+    return Outboxed(row["outbox_id"], event_from_row(row))
+
+
+# A change made by the API publishes at once only if no earlier event of the room is still waiting in
+# the outbox: the relay publishes in order, so per-room order holds either way. Appended to the
+# statements that change a room (the outer query's snapshot does not see the statement's own row).
+PUBLISH_NOW = "NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = $1 AND e.published_at IS NULL)"
+
+
+async def mark_published(conn: Connection, outbox_ids: Sequence[int]) -> None:
+    await conn.execute(
+        "UPDATE room_events SET published_at = now() WHERE id = any($1::bigint[]) AND published_at IS NULL",
+        list(outbox_ids),
+    )
+
+
+_UNPUBLISHED = """
+SELECT id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+FROM room_events
+WHERE published_at IS NULL AND occurred_at < now() - make_interval(secs => $1)
+ORDER BY id
+LIMIT $2
+"""
+
+
+async def unpublished_events(conn: Connection, grace_seconds: float, limit: int) -> list[Outboxed]:
+    """Events not yet on the stream, oldest first, leaving the youngest to the API that wrote them."""
+    return [outboxed_from_row(row) for row in await conn.fetch(_UNPUBLISHED, grace_seconds, limit)]
+
+
+async def prune_published(conn: Connection, older_than_seconds: int, limit: int) -> int:
+    """Delete published outbox rows older than the stream keeps them; returns how many."""
+    status = await conn.execute(
+        """
+        DELETE FROM room_events WHERE id IN (
+            SELECT id FROM room_events
+            WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => $1)
+            LIMIT $2
+        )
+        """,
+        float(older_than_seconds),
+        limit,
+    )
+    return deleted_count(status)
+
+
+def deleted_count(status: str) -> int:
+    """The row count of a command status such as `DELETE 42`."""
+    return int(status.rsplit(maxsplit=1)[-1])

@@ -1,0 +1,33 @@
+"""What a `meetings` row is to the code: the columns a `Room` needs, when a row is live, and its decoder.
+
+Every statement that reads rooms (common/db/rooms.py, idempotency.py) takes these from here, so the
+rule for "live" is written once.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from common.rooms.model import Room, StoredRoom
+
+# A room may be joined while it has not been ended and has not expired (by the database's clock).
+LIVE = "is_active AND expires_at > now()"
+
+ROOM_COLUMNS = "id, room_id, host_id, max_participants, created_at, expires_at, version"
+
+
+def room_from_row(row: asyncpg.Record) -> Room:
+    return Room(
+        id=row["id"],
+        room_id=row["room_id"],
+        host_id=row["host_id"],
+        max_participants=row["max_participants"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        version=row["version"],
+    )
+
+
+def stored_room_from_row(row: asyncpg.Record) -> StoredRoom:
+    """A row read with `{LIVE} AS live` beside the room columns."""
+    return StoredRoom(room=room_from_row(row), live=row["live"])

@@ -1,0 +1,199 @@
+"""Statements on rooms (`meetings`), each writing the change's outbox event in the same statement.
+
+One typed function per statement, the statement beside it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+from uuid import UUID
+
+from common.db.idempotency import KEY_LIFETIME
+from common.db.outbox import PUBLISH_NOW, Outboxed, outboxed_from_row
+from common.db.pool import Connection
+from common.db.room_rows import LIVE, ROOM_COLUMNS, room_from_row, stored_room_from_row
+from common.rooms.model import Room, RoomStatus, StoredRoom
+
+
+class Changed(NamedTuple):
+    """A room after a change, the change's outbox event, and whether the API may publish it at once
+    (`PUBLISH_NOW`: no earlier event of the room waits in the outbox)."""
+
+    room: Room
+    change: Outboxed
+    publish_now: bool
+
+
+# One statement, so one transaction: the room, its `room.created` event and, when the request carries
+# one, its Idempotency-Key exist together or not at all. A key still live makes the claim, and so the
+# whole insert, come out empty; a concurrent request with the same key waits for this one.
+_CREATE_ROOM = f"""
+WITH claim AS (
+    INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
+    SELECT $2, $5, $6, $1 WHERE $5::text IS NOT NULL
+    ON CONFLICT (host_id, key) DO UPDATE
+        SET request_hash = excluded.request_hash, room_id = excluded.room_id, created_at = now()
+        WHERE k.created_at <= now() - {KEY_LIFETIME}
+    RETURNING 1
+), room AS (
+    INSERT INTO meetings (room_id, host_id, max_participants, expires_at)
+    SELECT $1, $2, $3, now() + make_interval(secs => $4)
+    WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claim)
+    RETURNING {ROOM_COLUMNS}, room_event_data(meetings) AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, occurred_at, data)
+    SELECT 'room.created', room_id, version, created_at, data FROM room
+    RETURNING id AS outbox_id, event_id, type, occurred_at
+)
+SELECT room.*, event.* FROM room, event
+"""
+
+
+async def create_room(
+    conn: Connection,
+    room_id: str,
+    host_id: UUID,
+    max_participants: int,
+    ttl_seconds: int,
+    *,
+    idempotency: tuple[str, str] | None = None,
+) -> tuple[Room, Outboxed] | None:
+    """Insert a meeting living `ttl_seconds` and its outbox event, claiming `idempotency` (key, request
+    hash) if given. None if that key is already taken (see `find_by_key`). Raises `UniqueViolationError`
+    on a taken room code."""
+    key, request_hash = idempotency or (None, None)
+    row = await conn.fetchrow(_CREATE_ROOM, room_id, host_id, max_participants, float(ttl_seconds), key, request_hash)
+    return None if row is None else (room_from_row(row), outboxed_from_row(row))
+
+
+_GET_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live FROM meetings WHERE room_id = $1"
+
+
+async def get_room(conn: Connection, room_id: str) -> StoredRoom | None:
+    row = await conn.fetchrow(_GET_ROOM, room_id)
+    return None if row is None else stored_room_from_row(row)
+
+
+_HOST_ROOMS = f"""
+SELECT {ROOM_COLUMNS}, {LIVE} AS live
+FROM meetings
+WHERE host_id = $1
+  AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+  AND CASE $4::text
+        WHEN 'active' THEN {LIVE}
+        WHEN 'ended' THEN NOT ({LIVE})
+        ELSE true
+      END
+ORDER BY created_at DESC, id DESC
+LIMIT $5
+"""
+
+
+async def host_rooms(
+    conn: Connection, host_id: UUID, status: RoomStatus, limit: int, before: tuple[datetime, UUID] | None
+) -> list[StoredRoom]:
+    """A host's rooms, newest first, starting after the keyset position `before` (created_at, id)."""
+    created_at, room_uuid = before if before else (None, None)
+    rows = await conn.fetch(_HOST_ROOMS, host_id, created_at, room_uuid, status, limit)
+    return [stored_room_from_row(row) for row in rows]
+
+
+async def room_owner(conn: Connection, room_id: str) -> tuple[UUID, bool] | None:
+    """Who hosts the room and whether it is live; None if there is no such room."""
+    row = await conn.fetchrow(f"SELECT host_id, {LIVE} AS live FROM meetings WHERE room_id = $1", room_id)
+    return None if row is None else (row["host_id"], row["live"])
+
+
+async def room_exists(conn: Connection, room_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM meetings WHERE room_id = $1)", room_id))
+
+
+_UPDATE_LIMIT = f"""
+WITH room AS (
+    UPDATE meetings m SET max_participants = $3, version = m.version + 1
+    WHERE room_id = $1 AND host_id = $2 AND {LIVE}
+    RETURNING {ROOM_COLUMNS}, room_event_data(m) AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, data)
+    SELECT 'room.updated', room_id, version, data FROM room
+    RETURNING id AS outbox_id, event_id, type, occurred_at
+)
+SELECT room.*, event.*, {PUBLISH_NOW} AS publish_now
+FROM room, event
+"""
+
+
+async def update_max_participants(
+    conn: Connection, room_id: str, host_id: UUID, max_participants: int
+) -> Changed | None:
+    """Change a live room of this host; None if there is no such live room of theirs (see `room_owner`)."""
+    row = await conn.fetchrow(_UPDATE_LIMIT, room_id, host_id, max_participants)
+    return None if row is None else Changed(room_from_row(row), outboxed_from_row(row), row["publish_now"])
+
+
+class Ended(NamedTuple):
+    """A room's end: its outbox event, and whether the API may publish it at once (see `Changed`)."""
+
+    change: Outboxed
+    publish_now: bool
+
+
+_END_ROOM = f"""
+WITH ended AS (
+    UPDATE meetings m SET is_active = false, version = m.version + 1
+    WHERE room_id = $1 AND host_id = $2 AND {LIVE}
+    RETURNING room_id, version, room_event_data(m, 'deleted') AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, data)
+    SELECT 'room.ended', room_id, version, data FROM ended
+    RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+)
+SELECT event.*, {PUBLISH_NOW} AS publish_now
+FROM event
+"""
+
+
+async def end_room(conn: Connection, room_id: str, host_id: UUID) -> Ended | None:
+    """Soft-delete a live room of this host; None if there is none (already ended, or not theirs)."""
+    row = await conn.fetchrow(_END_ROOM, room_id, host_id)
+    return None if row is None else Ended(outboxed_from_row(row), row["publish_now"])
+
+
+_LIVE_ROOMS_AFTER = f"""
+SELECT {ROOM_COLUMNS}
+FROM meetings
+WHERE {LIVE} AND room_id > $1
+ORDER BY room_id
+LIMIT $2
+"""
+
+
+async def live_rooms_after(conn: Connection, after_room_id: str, limit: int) -> list[Room]:
+    """The next `limit` live rooms in code order: a keyset page, so a sweep never holds them all."""
+    return [room_from_row(row) for row in await conn.fetch(_LIVE_ROOMS_AFTER, after_room_id, limit)]
+
+
+# Rooms past their lifetime end, each with its `room.ended` event, in one statement. SKIP LOCKED lets
+# several workers expire at once without waiting on each other.
+_EXPIRE_ROOMS = """
+WITH ended AS (
+    UPDATE meetings m SET is_active = false, version = m.version + 1
+    WHERE m.id IN (
+        SELECT id FROM meetings
+        WHERE is_active AND expires_at <= now()
+        ORDER BY expires_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING m.room_id, m.version, room_event_data(m, 'expired') AS data
+)
+INSERT INTO room_events (type, room_id, version, data)
+SELECT 'room.ended', room_id, version, data FROM ended
+RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+"""
+
+
+async def expire_rooms(conn: Connection, limit: int) -> list[Outboxed]:
+    """End up to `limit` rooms whose lifetime is over; their `room.ended` events, in the outbox."""
+    return [outboxed_from_row(row) for row in await conn.fetch(_EXPIRE_ROOMS, limit)]

@@ -1,0 +1,45 @@
+"""Every error the service's own code raises on purpose: what the domain refuses, and what is unavailable.
+
+api/errors.py maps each to one HTTP status. Infrastructure errors are not `RoomError`s: a room that
+does not exist and a database that does not answer are different kinds of news.
+"""
+
+from __future__ import annotations
+
+
+class RoomError(Exception):
+    """A request the room domain refuses or cannot carry out."""
+
+
+class RoomNotFound(RoomError):
+    pass
+
+
+class RoomGone(RoomError):
+    """The room existed but was ended or has expired."""
+
+
+class NotRoomHost(RoomError):
+    """Only the host may change or end a room."""
+
+
+class ParticipantLimitOutOfRange(RoomError):
+    pass
+
+
+class IdempotencyKeyReused(RoomError):
+    """An Idempotency-Key came back with a different request."""
+
+
+class RateLimited(RoomError):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NoFreeRoomCode(RoomError):
+    """Every code drawn was taken: with 26^10 codes, a sign of a broken generator, not bad luck."""
+
+
+class DatabaseUnavailable(Exception):
+    """Postgres could not be reached or did not answer in time: infrastructure, not a `RoomError`."""

@@ -1,0 +1,1 @@
+"""Redis: the bounded, breaker-guarded client, the key contract, room objects, the event stream, counters."""

@@ -1,0 +1,38 @@
+"""Every Redis key the service writes, named in one place.
+
+`room:{roomId}` is read by Signaling (docs/signaling.md). The other keys of a room carry the hash tag
+`{room:<roomId>}`, so on a Redis Cluster they share the room object's slot and one script or MGET can
+touch them together.
+"""
+
+from __future__ import annotations
+
+
+def room_key(room_id: str) -> str:
+    """The room object Signaling reads. Part of the contract in docs/signaling.md."""
+    return f"room:{room_id}"
+
+
+def participants_key(room_id: str) -> str:
+    """The room's participant set (common/signaling/join.lua)."""
+    return "{" + room_key(room_id) + "}:participants"
+
+
+def ended_room_key(room_id: str) -> str:
+    """Marks a room that has ended, until its lifetime is over: no writer may cache it again."""
+    return "{" + room_key(room_id) + "}:ended"
+
+
+def missing_room_key(room_id: str) -> str:
+    """Marks a code recently found not to exist."""
+    return "{" + room_key(room_id) + "}:missing"
+
+
+def rate_counter_key(kind: str, client: str, minute: int) -> str:
+    """A client's counter of `kind` (miss, create) for one clock minute since the epoch."""
+    return f"ratelimit:{kind}:{client}:{minute}"
+
+
+def dead_letter_stream(stream: str) -> str:
+    """Where the history consumer puts entries of `stream` it cannot record."""
+    return f"{stream}:dead"

@@ -1,0 +1,120 @@
+"""Room objects in Redis: `room:{roomId}` (what Signaling reads) and the marks beside it.
+
+Every write of a room object goes through put_room.lua, by way of `RoomCache.queue`: a newer
+`version` stays in place and an ended room is never cached again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+import msgspec
+from redis.asyncio.client import Pipeline
+
+from common.metrics import Metrics
+from common.redis.client import GuardedRedis
+from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
+from common.redis.scripts import lua_script
+from common.rooms.model import JSON_ENCODER, Room, RoomView
+
+PUT_ROOM = lua_script(__package__, "lua/put_room.lua")
+
+_VIEW_DECODER = msgspec.json.Decoder(RoomView)
+
+
+class Lookup(NamedTuple):
+    """What one round trip tells about a room code."""
+
+    view: RoomView | None
+    known_missing: bool
+    known_ended: bool
+
+
+class RoomCache:
+    """Reads and writes room objects through the guarded client: nothing here raises for Redis being down."""
+
+    def __init__(self, redis: GuardedRedis, metrics: Metrics) -> None:
+        self._redis = redis
+        self._metrics = metrics
+
+    async def lookup(self, room_id: str) -> Lookup:
+        """The cached room, and whether the code is known not to exist or to have ended; none of these
+        while Redis is unavailable. One MGET: the keys share the room's cluster slot."""
+        keys = (room_key(room_id), missing_room_key(room_id), ended_room_key(room_id))
+        found = await self._redis.call(lambda client: client.mget(*keys), default=None)
+        if found is None:
+            self._metrics.incr("cache_misses_total")
+            return Lookup(None, known_missing=False, known_ended=False)
+        raw, missing_mark, ended_mark = found
+        view = None
+        if raw is not None:
+            # A value not ours or from an incompatible version counts as a miss: Postgres answers and overwrites it.
+            with contextlib.suppress(msgspec.DecodeError):
+                view = _VIEW_DECODER.decode(raw)
+        self._metrics.incr("cache_hits_total" if view is not None else "cache_misses_total")
+        return Lookup(view, known_missing=missing_mark is not None, known_ended=ended_mark is not None)
+
+    async def write(
+        self,
+        *,
+        put: Sequence[Room] = (),
+        end: Sequence[Room] = (),
+        only_if_absent: bool = False,
+        then: Callable[[Pipeline], None] | None = None,
+    ) -> int | None:
+        """Cache `put`, drop `end` (see `queue`), then run what `then` queues, all in one round trip.
+
+        Returns how many of `put` were written (put_room.lua may keep a newer object in place), or
+        None, counted, if Redis could not be reached: then none of it may have happened.
+        """
+
+        def commands(pipe: Pipeline) -> None:
+            self.queue(pipe, put=put, end=end, only_if_absent=only_if_absent)
+            if then is not None:
+                then(pipe)
+
+        results = await self._redis.pipeline(commands)
+        if results is None:
+            if put:
+                self._metrics.incr("cache_writes_skipped_total", len(put))
+            return None
+        return sum(1 for written in results[: len(put)] if written)
+
+    @staticmethod
+    def queue(pipe: Pipeline, *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool) -> None:
+        """Queue the writes, results of `put` first (1 written, 0 kept as it was):
+
+        - each room of `put`, until it expires, unless a newer object or the ended mark is there (or,
+          with `only_if_absent`, any object at all: what the sweep wants);
+        - unless `only_if_absent`, forget that their codes were missing (probed before they were drawn);
+        - for each room of `end`, the ended mark, and the room object and participants gone.
+        """
+        for room in put:
+            # redis-py sends bytes as they are, though its stubs say str.
+            pipe.evalsha(
+                PUT_ROOM.sha,
+                2,
+                room_key(room.room_id),
+                ended_room_key(room.room_id),
+                JSON_ENCODER.encode(room),  # type: ignore[arg-type]
+                str(room.version),
+                str(_epoch_ms(room.expires_at)),
+                "nx" if only_if_absent else "",
+            )
+        if not only_if_absent:
+            for room in put:
+                pipe.delete(missing_room_key(room.room_id))
+        for room in end:
+            # The mark keeps any writer with an older read from caching the room again; the
+            # participants go with the room object (all three keys share its cluster slot).
+            until = max(_epoch_ms(room.expires_at), int(time.time() * 1000) + 1000)
+            pipe.set(ended_room_key(room.room_id), b"1", pxat=until)
+            pipe.delete(room_key(room.room_id), participants_key(room.room_id))
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,99 @@
+"""Room events: their shape and their encoding as entries of the Redis stream `rooms:events`.
+
+The contract for consumers is docs/events.md; its JSON Schema is generated from these structs
+(`python -m common.rooms.events`). Schema evolution: fields are added with defaults, never renamed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+from common.rooms.model import JSON_ENCODER, Room
+
+EventType = Literal["room.created", "room.updated", "room.ended"]
+EndReason = Literal["expired", "deleted"]
+
+
+class RoomEventData(Room, frozen=True, kw_only=True, omit_defaults=True):
+    """The room object after the change (as cached under `room:{roomId}`), and why a room ended."""
+
+    reason: EndReason | None = None
+
+
+class RoomEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One change of one room.
+
+    `version` is the room's revision after the change: 1 for `room.created`, one more for each later
+    change. A consumer that has applied version n of a room ignores any event for it with version <= n.
+    """
+
+    type: EventType
+    event_id: UUID
+    room_id: str
+    occurred_at: datetime
+    version: int
+    data: RoomEventData
+
+    @property
+    def ends_room(self) -> bool:
+        """After this event the room is gone; before it, `data` is the room to cache."""
+        return self.type == "room.ended"
+
+
+class InvalidEntry(ValueError):
+    """A stream entry that is not a room event this version understands."""
+
+
+_DATA_DECODER = msgspec.json.Decoder(RoomEventData)
+_TIMESTAMP = msgspec.json.Decoder(datetime)
+
+
+def encode_data(event: RoomEvent) -> bytes:
+    return JSON_ENCODER.encode(event.data)
+
+
+def decode_data(raw: bytes | str) -> RoomEventData:
+    """The `data` of an event, from its JSON (stream field or outbox column)."""
+    return _DATA_DECODER.decode(raw)
+
+
+def stream_fields(event: RoomEvent) -> dict[str, str | bytes]:
+    """The flat string fields of a stream entry; `data` holds the JSON of the room object."""
+    return {
+        "type": event.type,
+        "eventId": str(event.event_id),
+        "roomId": event.room_id,
+        "occurredAt": JSON_ENCODER.encode(event.occurred_at)[1:-1].decode(),
+        "version": str(event.version),
+        "data": encode_data(event),
+    }
+
+
+def from_stream_fields(fields: dict[bytes, bytes]) -> RoomEvent:
+    """Decode a stream entry; raises `InvalidEntry` for anything malformed."""
+    try:
+        text = {key.decode(): value for key, value in fields.items()}
+        return RoomEvent(
+            type=msgspec.convert(text["type"].decode(), EventType),
+            event_id=UUID(text["eventId"].decode()),
+            room_id=text["roomId"].decode(),
+            occurred_at=_TIMESTAMP.decode(b'"' + text["occurredAt"] + b'"'),
+            version=int(text["version"]),
+            data=decode_data(text["data"]),
+        )
+    except (KeyError, ValueError, UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidEntry(f"not a room event: {exc}") from exc
+
+
+def json_schema() -> dict[str, object]:
+    """JSON Schema of a room event (the decoded form of a stream entry), for docs/events.md."""
+    schema: dict[str, object] = msgspec.json.schema(RoomEvent)
+    return schema
+
+
+if __name__ == "__main__":
+    print(msgspec.json.format(msgspec.json.encode(json_schema()), indent=2).decode())  # noqa: T201

@@ -1,0 +1,69 @@
+"""The room model: what is stored, what is cached for Signaling, what clients see, and daily figures."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+# Which of a host's rooms to list: live ones, ended ones, or both.
+RoomStatus = Literal["active", "ended", "all"]
+
+# One encoder for every JSON the service writes to Redis (room objects, event data): built once.
+JSON_ENCODER = msgspec.json.Encoder()
+
+
+class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A live room as cached in Redis under `room:{roomId}`.
+
+    Signaling reads `id`, `hostId` and `maxParticipants` (see docs/signaling.md): those names never
+    change. Fields may be added; readers ignore what they do not know.
+    """
+
+    id: UUID
+    room_id: str
+    host_id: UUID
+    max_participants: int
+    created_at: datetime
+    expires_at: datetime
+    # The room's revision: 1 when created, one more for each change. Cache writers compare it so that
+    # an older read never overwrites a newer object (common/redis/lua/put_room.lua).
+    version: int
+
+
+class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A room as clients see it: the same body whether it was served from Redis or Postgres."""
+
+    room_id: str
+    host_id: UUID
+    max_participants: int
+    created_at: datetime
+    expires_at: datetime
+
+
+class StoredRoom(msgspec.Struct, frozen=True, kw_only=True):
+    """A `meetings` row, plus whether it is live by the database's clock."""
+
+    room: Room
+    live: bool
+
+
+class DailyStats(msgspec.Struct, frozen=True, rename="camel"):
+    """One UTC day of room activity, as recorded from the event stream."""
+
+    day: date
+    rooms_created: int
+    rooms_ended: int
+    distinct_hosts: int
+
+
+def to_view(room: Room) -> RoomView:
+    return RoomView(
+        room_id=room.room_id,
+        host_id=room.host_id,
+        max_participants=room.max_participants,
+        created_at=room.created_at,
+        expires_at=room.expires_at,
+    )

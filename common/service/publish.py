@@ -1,0 +1,96 @@
+"""Publishing committed changes: Redis brought in line with them (cache first), their events appended
+to the stream, their outbox rows marked. The one path the API, the outbox relay and expiry all use.
+
+The order is the contract: a consumer that reads `room.created` finds `room:{roomId}`, and one that
+reads `room.ended` no longer does. An event counts as published only once the stream has it; one
+that was not marked (the process died, Postgres was away) is published again by the relay, and
+consumers drop the copy by its `eventId`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from common.db import outbox
+from common.db.outbox import Outboxed
+from common.db.pool import Pool, connection
+from common.errors import DatabaseUnavailable
+from common.redis.room_cache import RoomCache
+from common.redis.stream import EventStream
+from common.rooms.events import RoomEvent
+
+log = logging.getLogger(__name__)
+
+# Published outbox rows waiting to be marked while Postgres is away; past this, the relay repeats them.
+_MAX_PENDING_MARKS = 100_000
+
+Mark = Callable[[list[int]], Awaitable[None]]
+
+
+class Publisher:
+    def __init__(self, cache: RoomCache, stream: EventStream) -> None:
+        self._cache = cache
+        self._stream = stream
+
+    async def publish(self, changes: Sequence[Outboxed], mark: Mark) -> bool:
+        """Apply the changes to the cache and append their events, in one round trip, then `mark` their
+        outbox rows. Returns False, leaving the rows for the relay, if Redis could not take them."""
+        events = [change.event for change in changes]
+        if not await self._apply(events, then_append=True):
+            return False
+        await mark([change.outbox_id for change in changes])
+        return True
+
+    async def apply_only(self, events: Sequence[RoomEvent]) -> bool:
+        """Apply the events' effect on the cache without publishing them: what the API does when an
+        earlier event of the room still waits in the outbox, for the relay to publish both in order."""
+        return await self._apply(events, then_append=False)
+
+    async def _apply(self, events: Sequence[RoomEvent], *, then_append: bool) -> bool:
+        # What an event says the cache should become: its room object, or no room at all.
+        # put_room.lua keeps newer objects in place and ended rooms out, so a late repeat is harmless.
+        written = await self._cache.write(
+            put=[event.data for event in events if not event.ends_room],
+            end=[event.data for event in events if event.ends_room],
+            then=(lambda pipe: self._stream.queue_append(pipe, events)) if then_append else None,
+        )
+        return written is not None
+
+
+class DeferredMarks:
+    """Outbox rows whose events are on the stream, marked published many per statement.
+
+    Marking is bookkeeping, not part of the answer: one UPDATE per request would cost every create a
+    second Postgres round trip. The relay leaves rows younger than `relay_grace_seconds` alone, so a
+    row marked a moment late is not published twice.
+    """
+
+    def __init__(self, pool: Pool, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._pending: list[int] = []
+
+    async def add(self, outbox_ids: list[int]) -> None:
+        """A `Mark` for `Publisher.publish`: the rows are marked by the next `flush`."""
+        self._pending.extend(outbox_ids)
+
+    async def flush(self) -> None:
+        """Mark what is pending. Never raises: a batch that could not be marked is kept (bounded) for
+        the next round."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        marked = False
+        try:
+            async with connection(self._pool, self._timeout) as conn:
+                await outbox.mark_published(conn, batch)
+            marked = True
+        except DatabaseUnavailable as exc:
+            log.warning("could not mark %d events published yet: %s", len(batch), exc)
+        except Exception:  # runs in a background task, which must outlive any one failure
+            log.exception("could not mark %d events published", len(batch))
+        finally:
+            if not marked:  # failed or cancelled: keep them for the next round (or the final flush)
+                # Past the bound, the relay publishes the rest again and consumers drop the copies.
+                self._pending = (batch + self._pending)[-_MAX_PENDING_MARKS:]

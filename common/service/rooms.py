@@ -1,0 +1,227 @@
+"""The room use cases the API offers, independent of HTTP: Postgres is the truth, Redis a write-through
+cache and the event mailbox in front of it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import NoReturn
+from uuid import UUID
+
+import asyncpg
+
+from common.db import history, idempotency, rooms
+from common.db.outbox import Outboxed
+from common.db.pool import Connection, Pool, connection
+from common.errors import (
+    DatabaseUnavailable,
+    NoFreeRoomCode,
+    NotRoomHost,
+    ParticipantLimitOutOfRange,
+    RoomGone,
+    RoomNotFound,
+)
+from common.metrics import Metrics
+from common.redis.client import GuardedRedis
+from common.redis.counters import RateCounters
+from common.redis.room_cache import RoomCache
+from common.redis.stream import EventStream
+from common.rooms.codes import generate_room_code
+from common.rooms.events import RoomEvent
+from common.rooms.model import DailyStats, Room, RoomStatus, RoomView, StoredRoom, to_view
+from common.service.idempotency import Claim, check_replay, claim_for
+from common.service.limits import CreationLimit, MissLimit
+from common.service.publish import DeferredMarks, Publisher
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# With 26^10 codes a collision is already rare; five in a row means something else is wrong.
+_CODE_ATTEMPTS = 5
+
+
+class RoomService:
+    """Create, validate, list, change and end rooms; read their history and daily figures.
+
+    `marks` holds the outbox rows this process published, for the API's background loop to mark.
+    `note_uncached` is told of each live room served from Postgres that Redis could not take.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        redis: GuardedRedis,
+        marks: DeferredMarks,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        new_code: Callable[[], str] = generate_room_code,
+        note_uncached: Callable[[str], None] = lambda room_id: None,
+    ) -> None:
+        self._pool = pool
+        self._cache = RoomCache(redis, metrics)
+        self._publisher = Publisher(self._cache, EventStream(settings.stream_name, settings.stream_retention_seconds))
+        self._marks = marks
+        counters = RateCounters(redis)
+        self._miss_limit = MissLimit(counters, settings, metrics)
+        self._creation_limit = CreationLimit(counters, settings, metrics)
+        self._settings = settings
+        self._timeout = settings.db_timeout_seconds
+        self._metrics = metrics
+        self._new_code = new_code
+        self._note_uncached = note_uncached
+
+    # -- create -------------------------------------------------------------------------------
+
+    async def create(
+        self, host_id: UUID, max_participants: int | None, idempotency_key: str | None = None
+    ) -> tuple[Room, bool]:
+        """Store a new room with its `room.created` event, then cache the room and publish the event.
+
+        The room exists once Postgres has it, cached or not; an event Redis did not take waits in the
+        outbox for the worker's relay. With an `idempotency_key` already used by this host within 24 h
+        for the same request, the room it made is returned instead. Returns the room and whether it is new.
+        """
+        limit = self._checked_limit(max_participants, default=self._settings.default_max_participants)
+        await self._creation_limit.check(host_id)
+        claim = None if idempotency_key is None else claim_for(idempotency_key, limit)
+        made = await self._insert_with_fresh_code(host_id, limit, claim)
+        if made is not None:
+            room, created = made
+            self._metrics.incr("rooms_created_total")
+            await self._publisher.publish([created], self._marks.add)
+            return room, True
+        if claim is None:
+            raise RuntimeError("the create statement made no room and claimed no key")  # see rooms.create_room
+        return await self._replay(host_id, claim), False  # the key is taken: answer with its room
+
+    async def _insert_with_fresh_code(
+        self, host_id: UUID, max_participants: int, claim: Claim | None
+    ) -> tuple[Room, Outboxed] | None:
+        ttl = self._settings.room_ttl_seconds
+        for _ in range(_CODE_ATTEMPTS):
+            code = self._new_code()
+            try:
+                async with connection(self._pool, self._timeout) as conn:
+                    return await rooms.create_room(conn, code, host_id, max_participants, ttl, idempotency=claim)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != "meetings_room_id_key":
+                    raise
+                self._metrics.incr("room_code_collisions_total")
+                log.warning("room code %s was taken; drawing another", code)
+        raise NoFreeRoomCode(f"no free room code after {_CODE_ATTEMPTS} attempts")
+
+    async def _replay(self, host_id: UUID, claim: Claim) -> Room:
+        async with connection(self._pool, self._timeout) as conn:
+            found = await idempotency.find_by_key(conn, host_id, claim.key)
+        if found is None:  # the key expired between the two statements: vanishingly rare
+            raise DatabaseUnavailable("idempotency key changed under the request; retry")
+        recorded_hash, room = found
+        check_replay(claim, recorded_hash)
+        return room
+
+    # -- read ---------------------------------------------------------------------------------
+
+    async def view(self, room_id: str, client: str) -> RoomView:
+        """The live room with this (canonical) code: from Redis, else from Postgres, re-caching it.
+
+        `client` (who asks) is limited in how many unknown or ended codes it may try a minute.
+        """
+        self._miss_limit.refuse_if_blocked(client)
+        lookup = await self._cache.lookup(room_id)
+        if lookup.view is not None:
+            return lookup.view
+        if lookup.known_missing:
+            await self._miss_limit.count(client, None)
+            raise RoomNotFound(f"no room {room_id}")
+        if lookup.known_ended:
+            await self._miss_limit.count(client, None)
+            raise RoomGone(f"room {room_id} has ended")
+        self._metrics.incr("database_lookups_total")
+        async with connection(self._pool, self._timeout) as conn:
+            stored = await rooms.get_room(conn, room_id)
+        if stored is None:
+            await self._miss_limit.count(client, room_id)
+            raise RoomNotFound(f"no room {room_id}")
+        if not stored.live:
+            await self._miss_limit.count(client, None)
+            raise RoomGone(f"room {room_id} has ended")
+        if await self._cache.write(put=[stored.room]) is None:
+            self._note_uncached(room_id)
+        return to_view(stored.room)
+
+    async def host_rooms(
+        self, host_id: UUID, status: RoomStatus, limit: int, before: tuple[datetime, UUID] | None
+    ) -> list[StoredRoom]:
+        async with connection(self._pool, self._timeout) as conn:
+            return await rooms.host_rooms(conn, host_id, status, limit, before)
+
+    async def history(self, room_id: str, client: str) -> list[RoomEvent]:
+        """The room's recorded lifecycle events, oldest first. Recorded by the worker, so a moment behind.
+
+        A 404 here answers "does this meeting exist" as well as `view` does: it counts as a miss.
+        """
+        self._miss_limit.refuse_if_blocked(client)
+        async with connection(self._pool, self._timeout) as conn:
+            events = await history.room_history(conn, room_id)
+            exists = bool(events) or await rooms.room_exists(conn, room_id)
+        if not exists:
+            await self._miss_limit.count(client, None)
+            raise RoomNotFound(f"no room {room_id}")
+        return events
+
+    async def daily_stats(self, first: date, last: date) -> list[DailyStats]:
+        async with connection(self._pool, self._timeout) as conn:
+            return await history.daily_stats(conn, first, last)
+
+    # -- change -------------------------------------------------------------------------------
+
+    async def set_max_participants(self, room_id: str, host_id: UUID, max_participants: int) -> Room:
+        """Change a live room's limit (host only); Signaling applies it from the next join."""
+        limit = self._checked_limit(max_participants, default=None)
+        await self._marks.flush()  # so this room's earlier events count as published, as they are
+        async with connection(self._pool, self._timeout) as conn:
+            changed = await rooms.update_max_participants(conn, room_id, host_id, limit)
+            if changed is None:
+                await self._explain_refusal(conn, room_id, host_id, "change")
+        await self._after_commit(changed.change, changed.publish_now)
+        return changed.room
+
+    async def end(self, room_id: str, host_id: UUID) -> None:
+        """End a room (host only). Ending an ended room again changes nothing."""
+        await self._marks.flush()  # so this room's earlier events count as published, as they are
+        async with connection(self._pool, self._timeout) as conn:
+            ended = await rooms.end_room(conn, room_id, host_id)
+            stored = await rooms.get_room(conn, room_id) if ended is None else None
+            if ended is None and (stored is None or stored.room.host_id != host_id):
+                await self._explain_refusal(conn, room_id, host_id, "end")
+        if ended is not None:
+            await self._after_commit(ended.change, ended.publish_now)
+        elif stored is not None:
+            # Already ended. Say so to Redis again: the first attempt may not have reached it.
+            await self._cache.write(end=[stored.room])
+
+    async def _after_commit(self, change: Outboxed, publish_now: bool) -> None:
+        """Publish a committed change; or, while an earlier event of the room still waits in the outbox,
+        only apply it to the cache and leave both events to the relay, which publishes in order."""
+        if publish_now:
+            await self._publisher.publish([change], self._marks.add)
+        else:
+            await self._publisher.apply_only([change.event])
+
+    async def _explain_refusal(self, conn: Connection, room_id: str, host_id: UUID, verb: str) -> NoReturn:
+        owner = await rooms.room_owner(conn, room_id)
+        if owner is None:
+            raise RoomNotFound(f"no room {room_id}")
+        if owner[0] != host_id:
+            raise NotRoomHost(f"only the room's host may {verb} it")
+        raise RoomGone(f"room {room_id} has ended")
+
+    def _checked_limit(self, max_participants: int | None, default: int | None) -> int:
+        limit = self._settings.max_participants_limit
+        if max_participants is None and default is not None:
+            return default
+        if max_participants is None or not 2 <= max_participants <= limit:
+            raise ParticipantLimitOutOfRange(f"maxParticipants must be between 2 and {limit}")
+        return max_participants

@@ -1,0 +1,1 @@
+"""`roomservice`: the command line, and the only package that imports both the API and the worker."""

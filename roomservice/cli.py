@@ -1,0 +1,130 @@
+"""`roomservice`: serve the API, run the worker, migrate the database, or run it all locally (`dev`).
+
+This is the composition root: the only package that imports both `api` and `worker`. They are
+imported inside the subcommands that need them, so `migrate` starts quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.logs import configure_logging
+from common.settings import ENV_PREFIX, Settings, SettingsError, load_settings, require
+
+log = logging.getLogger("roomservice")
+
+DEV_DATA_DIR = Path(".data")
+DEV_DATABASE = "rooms"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roomservice", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP API (granian, ROOMS_WORKERS processes)")
+    commands.add_parser("worker", help="run the background worker (arq)")
+    commands.add_parser("migrate", help="apply pending database migrations, then exit")
+    commands.add_parser(
+        "dev", help="run everything locally; starts embedded Postgres/Redis where ROOMS_*_URL are unset"
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"roomservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    configure_logging(settings.log_level)
+
+    try:
+        if args.command == "serve":
+            serve(settings)
+        elif args.command == "worker":
+            run_worker(settings)
+        elif args.command == "migrate":
+            run_migrations(settings)
+        else:
+            dev(settings)
+    except SettingsError as exc:
+        print(f"roomservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def serve(settings: Settings) -> None:
+    """Run the API under granian. Each process builds its app from the ROOMS_* environment."""
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    require(settings.database_url, "DATABASE_URL")
+    require(settings.redis_url, "REDIS_URL")
+    Granian(
+        "api.app:app_from_environment",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop=Loops.uvloop if sys.platform != "win32" else Loops.asyncio,
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+def run_worker(settings: Settings) -> None:
+    from worker.main import run_worker as run
+
+    require(settings.database_url, "DATABASE_URL")
+    require(settings.redis_url, "REDIS_URL")
+    asyncio.run(run(settings))
+
+
+def run_migrations(settings: Settings) -> None:
+    from roomservice.migrate import migrate
+
+    applied = asyncio.run(migrate(require(settings.database_url, "DATABASE_URL")))
+    log.info("migrations applied: %s", ", ".join(applied) if applied else "none (up to date)")
+
+
+def dev(settings: Settings) -> None:
+    """Everything on one machine: embedded servers where no URL is given, migrations, the worker, the API."""
+    from roomservice.embedded import embedded_postgres, embedded_redis, ensure_database
+
+    with contextlib.ExitStack() as running:
+        overrides: dict[str, str] = {}
+        if not settings.database_url:
+            server_url = running.enter_context(embedded_postgres(DEV_DATA_DIR / "postgres", persist=True))
+            overrides["DATABASE_URL"] = asyncio.run(ensure_database(server_url, DEV_DATABASE))
+            log.info("embedded Postgres running, data in %s", DEV_DATA_DIR / "postgres")
+        if not settings.redis_url:
+            overrides["REDIS_URL"] = running.enter_context(embedded_redis(DEV_DATA_DIR / "valkey", persist=True))
+            log.info("embedded Redis (Valkey) running at %s", overrides["REDIS_URL"])
+        # The API processes read their settings from the environment, so the URLs go there.
+        os.environ.update({ENV_PREFIX + name: value for name, value in overrides.items()})
+        settings = load_settings(os.environ)
+
+        run_migrations(settings)
+        worker = subprocess.Popen([sys.executable, "-m", "roomservice", "worker"])
+        running.callback(_stop_process, worker)
+        log.info("Room Service on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
+        serve(settings)
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Ask politely (SIGTERM: finish the batch in hand), insist after a while."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

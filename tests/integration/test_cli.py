@@ -1,0 +1,90 @@
+"""The `roomservice` command as an operator runs it: real processes, real servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import ROOMSERVICE, environment, free_port
+
+
+def wait_until_ready(port: int, process: subprocess.Popen[bytes], within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the service exited during start-up"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("the service did not become ready")
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+        pytest.fail("the service did not stop on Ctrl-C")
+
+
+def test_a_bad_setting_stops_the_process_with_its_name() -> None:
+    result = subprocess.run(
+        [*ROOMSERVICE, "migrate"], env=environment(port="eighty"), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "ROOMS_PORT" in result.stderr
+
+
+def test_serve_needs_the_database_url() -> None:
+    result = subprocess.run(
+        [*ROOMSERVICE, "serve"], env=environment(redis_url="redis://x"), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "ROOMS_DATABASE_URL is required" in result.stderr
+
+
+def test_migrate_then_serve(scratch_database: str, redis_url: str) -> None:
+    port = free_port()
+    env = environment(database_url=scratch_database, redis_url=redis_url, port=str(port))
+    migrated = subprocess.run([*ROOMSERVICE, "migrate"], env=env, capture_output=True, text=True, timeout=60)
+    assert migrated.returncode == 0, migrated.stderr
+
+    server = subprocess.Popen([*ROOMSERVICE, "serve"], env=env)
+    try:
+        wait_until_ready(port, server)
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/rooms", headers={"X-User-Id": "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"}
+        )
+        assert created.status_code == 201
+        fetched = httpx.get(f"http://127.0.0.1:{port}/rooms/{created.json()['roomId']}")
+        assert fetched.json() == created.json()
+    finally:
+        assert stop(server) in (0, -signal.SIGINT, 130)
+
+
+@pytest.mark.skipif("ROOMS_TEST_DATABASE_URL" in os.environ, reason="exercises the embedded servers")
+def test_dev_runs_everything_from_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    dev = subprocess.Popen([*ROOMSERVICE, "dev"], env=environment(port=str(port)), cwd=tmp_path)
+    try:
+        wait_until_ready(port, dev, within=60)
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/rooms", headers={"X-User-Id": "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"}
+        )
+        assert created.status_code == 201
+    finally:
+        assert stop(dev) in (0, -signal.SIGINT, 130)
+    # Data is kept between runs, under ./.data.
+    assert (tmp_path / ".data" / "postgres" / "PG_VERSION").exists()
+    # Nothing is left running: the embedded Postgres released its data directory.
+    assert not (tmp_path / ".data" / "postgres" / "postmaster.pid").exists()

@@ -1,0 +1,25 @@
+"""Running the `roomservice` command as an operator would: its own process, its own environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+ROOMSERVICE = [sys.executable, "-m", "roomservice"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(**rooms: str) -> dict[str, str]:
+    """This process's environment without its `ROOMS_*`, plus `ROOMS_<NAME>` for each keyword."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMS_")}
+    env.update({f"ROOMS_{k.upper()}": v for k, v in rooms.items()})
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env

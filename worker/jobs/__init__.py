@@ -1,0 +1,1 @@
+"""The arq jobs, one module per family: the outbox, room expiry, the room cache."""

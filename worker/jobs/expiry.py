@@ -1,0 +1,41 @@
+"""Ending rooms whose lifetime is over."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from common.db import outbox, rooms
+from common.db.pool import connection
+from worker.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+
+_BATCH = 1000
+
+
+async def expire_rooms(ctx: dict[str, Any]) -> int:
+    """Mark expired rooms inactive, each with a `room.ended` (reason `expired`) event; returns how many.
+
+    Their cache entries have already lapsed (they are set to expire with the room); they are ended
+    again on publishing, so no consumer of `room.ended` can find them. Events Redis does not take
+    wait in the outbox for the relay.
+    """
+    res: WorkerResources = ctx["resources"]
+    timeout = res.settings.worker_db_timeout_seconds
+
+    async def mark(outbox_ids: list[int]) -> None:
+        async with connection(res.pool, timeout) as conn:
+            await outbox.mark_published(conn, outbox_ids)
+
+    ended = 0
+    while True:
+        async with connection(res.pool, timeout) as conn:
+            batch = await rooms.expire_rooms(conn, _BATCH)
+        if not batch:
+            return ended
+        ended += len(batch)
+        await res.publisher.publish(batch, mark)
+        log.info("expired %d rooms", len(batch))
+        if len(batch) < _BATCH:
+            return ended

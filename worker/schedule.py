@@ -1,0 +1,44 @@
+"""What the arq worker runs: the job the API asks for, and the periodic jobs on the wall clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron, func
+
+from common.jobs import RESTORE_ROOM_CACHE
+from common.settings import clock_fields
+from worker.jobs.cache import restore_room_cache, sweep_room_cache
+from worker.jobs.expiry import expire_rooms
+from worker.jobs.outbox import prune_outbox, relay_outbox
+from worker.resources import WorkerResources
+
+# How long running jobs may go on after SIGTERM before they are cancelled (and later retried).
+JOB_COMPLETION_WAIT_SECONDS = 10
+
+
+def on_clock(seconds: int) -> dict[str, Any]:
+    """arq cron arguments for "every `seconds`" (which divides a minute, or an hour in whole minutes)."""
+    fields = clock_fields(seconds)
+    if fields is None:
+        raise ValueError(f"every {seconds} s does not fall on a clock")  # settings refuse such intervals
+    return fields
+
+
+def worker_settings(res: WorkerResources) -> dict[str, Any]:
+    """arq's WorkerSettings for this service, as keyword arguments of `arq.worker.Worker`."""
+    settings = res.settings
+    return {
+        "functions": [func(restore_room_cache, name=RESTORE_ROOM_CACHE, keep_result=0, max_tries=5)],
+        "cron_jobs": [
+            cron(relay_outbox, second=set(range(60)), timeout=30),
+            cron(expire_rooms, **on_clock(settings.expiry_interval_seconds), timeout=60),
+            cron(sweep_room_cache, **on_clock(settings.sweep_interval_seconds), run_at_startup=True, timeout=600),
+            cron(prune_outbox, minute={17}, second=0, timeout=300),
+        ],
+        "ctx": {"resources": res},
+        "max_jobs": 20,
+        "job_timeout": 60,
+        "keep_result": 60,
+        "job_completion_wait": JOB_COMPLETION_WAIT_SECONDS,
+    }
