@@ -47,7 +47,7 @@ class ApiError(HTTPException):
         self.code = code
 
 
-# The one table from the domain's errors to HTTP: a status and a stable machine-readable code.
+# The one table from the service's errors (common/errors.py) to HTTP: a status and a stable code.
 _DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     RoomError: (500, "internal_error"),
     RoomNotFound: (404, "room_not_found"),
@@ -72,7 +72,7 @@ def error_response(
     )
 
 
-def _domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+def _service_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     status_code, code = next(_DOMAIN_STATUS[kind] for kind in type(exc).__mro__ if kind in _DOMAIN_STATUS)
     if isinstance(exc, DatabaseUnavailable):
         log.warning("answering 503: %s", exc)
@@ -114,8 +114,8 @@ def _validation_detail(exc: ValidationException) -> str:
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    RoomError: _domain_error,
-    DatabaseUnavailable: _domain_error,
+    RoomError: _service_error,
+    DatabaseUnavailable: _service_error,
     HTTPException: _http_error,
     Exception: _unexpected_error,
 }

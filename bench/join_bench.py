@@ -1,4 +1,4 @@
-"""Join benchmark: joins per second through the Signaling contract (common/lua/join.lua).
+"""Join benchmark: joins per second through the Signaling contract (common/signaling/join.lua).
 
 Run from the repository root with the project's virtualenv:
 

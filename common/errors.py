@@ -1,4 +1,4 @@
-"""Every error the service's own code raises on purpose: what the domain refuses, and what is unavailable.
+"""The errors the use cases raise for the API to answer: what the domain refuses, and what is unavailable.
 
 api/errors.py maps each to one HTTP status. Infrastructure errors are not `RoomError`s: a room that
 does not exist and a database that does not answer are different kinds of news.

@@ -1,1 +1,1 @@
-"""Numbered SQL migrations, applied in order by `roomservice migrate` (see common/migrate.py)."""
+"""Numbered SQL migrations, applied in order by roomservice/migrate.py."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from common.db.outbox import deleted_count
-from common.db.pool import Connection
+from common.db.pool import Connection, deleted_count
 from common.db.room_rows import room_from_row
 from common.rooms.model import Room
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from common.db.pool import Connection
+from common.db.pool import Connection, deleted_count
 from common.rooms.events import RoomEvent, decode_data
 
 
@@ -36,8 +36,9 @@ def outboxed_from_row(row: asyncpg.Record) -> Outboxed:
 
 
 # A change made by the API publishes at once only if no earlier event of the room is still waiting in
-# the outbox: the relay publishes in order, so per-room order holds either way. Appended to the
-# statements that change a room (the outer query's snapshot does not see the statement's own row).
+# the outbox: the relay publishes in order, so per-room order holds either way. Selected by the
+# statements that change a room, whose $1 is the room id (the outer query's snapshot does not see
+# the statement's own event row).
 PUBLISH_NOW = "NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = $1 AND e.published_at IS NULL)"
 
 
@@ -76,8 +77,3 @@ async def prune_published(conn: Connection, older_than_seconds: int, limit: int)
         limit,
     )
     return deleted_count(status)
-
-
-def deleted_count(status: str) -> int:
-    """The row count of a command status such as `DELETE 42`."""
-    return int(status.rsplit(maxsplit=1)[-1])

@@ -81,6 +81,11 @@ async def close_pool(pool: Pool, settings: Settings) -> None:
         pool.terminate()
 
 
+def deleted_count(status: str) -> int:
+    """The row count of a command status such as `DELETE 42`."""
+    return int(status.rsplit(maxsplit=1)[-1])
+
+
 @asynccontextmanager
 async def connection(pool: Pool, timeout: float, *, whole: bool = True) -> AsyncIterator[Connection]:
     """A pooled connection for one unit of work. Raises `DatabaseUnavailable` when Postgres cannot be

@@ -1,7 +1,6 @@
 """What a `meetings` row is to the code: the columns a `Room` needs, when a row is live, and its decoder.
 
-Every statement that reads rooms (common/db/rooms.py, idempotency.py) takes these from here, so the
-rule for "live" is written once.
+The statements of common/db/rooms.py take these from here, so the rule for "live" is written once.
 """
 
 from __future__ import annotations

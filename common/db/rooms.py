@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from common.db.idempotency import KEY_LIFETIME
+from common.db.idempotency import LIVE_KEY
 from common.db.outbox import PUBLISH_NOW, Outboxed, outboxed_from_row
 from common.db.pool import Connection
 from common.db.room_rows import LIVE, ROOM_COLUMNS, room_from_row, stored_room_from_row
@@ -34,7 +34,7 @@ WITH claim AS (
     SELECT $2, $5, $6, $1 WHERE $5::text IS NOT NULL
     ON CONFLICT (host_id, key) DO UPDATE
         SET request_hash = excluded.request_hash, room_id = excluded.room_id, created_at = now()
-        WHERE k.created_at <= now() - {KEY_LIFETIME}
+        WHERE NOT ({LIVE_KEY})
     RETURNING 1
 ), room AS (
     INSERT INTO meetings (room_id, host_id, max_participants, expires_at)

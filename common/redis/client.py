@@ -103,6 +103,8 @@ class GuardedRedis:
         results: list[Any] = await pipe.execute(raise_on_error=False)
         unscripted = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if unscripted:
+            # A script not registered here stays failed: raise_first_error reports its NOSCRIPT.
+            unscripted = [i for i in unscripted if str(queued[i][0][1]) in self._scripts]
             for sha in {str(queued[i][0][1]) for i in unscripted}:
                 await client.script_load(self._scripts[sha].source)
             again = client.pipeline(transaction=False)

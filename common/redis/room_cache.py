@@ -1,6 +1,6 @@
 """Room objects in Redis: `room:{roomId}` (what Signaling reads) and the marks beside it.
 
-Every write of a room object goes through put_room.lua, by way of `RoomCache.queue`: a newer
+Every write of a room object goes through put_room.lua, by way of `RoomCache.write`: a newer
 `version` stays in place and an ended room is never cached again.
 """
 
@@ -69,29 +69,32 @@ class RoomCache:
         """Cache `put`, drop `end` (see `queue`), then run what `then` queues, all in one round trip.
 
         Returns how many of `put` were written (put_room.lua may keep a newer object in place), or
-        None, counted, if Redis could not be reached: then none of it may have happened.
+        None if Redis could not be reached or a command failed: then not all of it happened.
         """
 
         def commands(pipe: Pipeline) -> None:
-            self.queue(pipe, put=put, end=end, only_if_absent=only_if_absent)
+            self._queue(pipe, put=put, end=end, only_if_absent=only_if_absent)
             if then is not None:
                 then(pipe)
 
         results = await self._redis.pipeline(commands)
         if results is None:
-            if put:
+            # The sweep's writes (only_if_absent) are repairs that the next sweep repeats: not counted.
+            if put and not only_if_absent:
                 self._metrics.incr("cache_writes_skipped_total", len(put))
             return None
-        return sum(1 for written in results[: len(put)] if written)
+        per_room = 1 if only_if_absent else 2  # put_room.lua's answer (1 written, 0 kept), then the DEL
+        return sum(1 for written in results[: len(put) * per_room : per_room] if written)
 
     @staticmethod
-    def queue(pipe: Pipeline, *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool) -> None:
-        """Queue the writes, results of `put` first (1 written, 0 kept as it was):
+    def _queue(pipe: Pipeline, *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool) -> None:
+        """Queue, in this order:
 
-        - each room of `put`, until it expires, unless a newer object or the ended mark is there (or,
-          with `only_if_absent`, any object at all: what the sweep wants);
-        - unless `only_if_absent`, forget that their codes were missing (probed before they were drawn);
-        - for each room of `end`, the ended mark, and the room object and participants gone.
+        - for each room of `put`: put_room.lua, which caches it until it expires unless a newer object
+          or the ended mark is there (or, with `only_if_absent`, any object at all: what the sweep
+          wants); then, unless `only_if_absent`, forget that its code was missing (probed before it
+          was drawn);
+        - for each room of `end`: the ended mark, then the room object and participants gone.
         """
         for room in put:
             # redis-py sends bytes as they are, though its stubs say str.
@@ -105,8 +108,7 @@ class RoomCache:
                 str(_epoch_ms(room.expires_at)),
                 "nx" if only_if_absent else "",
             )
-        if not only_if_absent:
-            for room in put:
+            if not only_if_absent:
                 pipe.delete(missing_room_key(room.room_id))
         for room in end:
             # The mark keeps any writer with an older read from caching the room again; the

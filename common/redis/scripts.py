@@ -8,7 +8,6 @@ from typing import NamedTuple
 
 
 class LuaScript(NamedTuple):
-    name: str
     source: str
     sha: str  # what Redis calls the script: EVALSHA <sha>
 
@@ -17,4 +16,4 @@ def lua_script(package: str, path: str) -> LuaScript:
     """The script at `path` inside `package` (installed with it as package data)."""
     source = (files(package) / path).read_text(encoding="utf-8")
     sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - the name Redis gives a script
-    return LuaScript(name=path, source=source, sha=sha)
+    return LuaScript(source=source, sha=sha)

@@ -19,10 +19,10 @@ class EventStream:
     """Appends room events to the stream, trimming what is older than the retention."""
 
     def __init__(self, name: str, retention_seconds: int) -> None:
-        self.name = name
+        self._name = name
         self._retention = retention_seconds
 
     def queue_append(self, pipe: Pipeline, events: Sequence[RoomEvent]) -> None:
         floor = retention_floor(self._retention)
         for event in events:
-            pipe.xadd(self.name, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(self._name, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]

@@ -42,10 +42,11 @@ class Publisher:
         await mark([change.outbox_id for change in changes])
         return True
 
-    async def apply_only(self, events: Sequence[RoomEvent]) -> bool:
+    async def apply_only(self, events: Sequence[RoomEvent]) -> None:
         """Apply the events' effect on the cache without publishing them: what the API does when an
-        earlier event of the room still waits in the outbox, for the relay to publish both in order."""
-        return await self._apply(events, then_append=False)
+        earlier event of the room still waits in the outbox, for the relay to publish both in order
+        (and apply them again, harmlessly, if this did not reach Redis)."""
+        await self._apply(events, then_append=False)
 
     async def _apply(self, events: Sequence[RoomEvent], *, then_append: bool) -> bool:
         # What an event says the cache should become: its room object, or no room at all.

@@ -184,7 +184,7 @@ class RoomService:
         async with connection(self._pool, self._timeout) as conn:
             changed = await rooms.update_max_participants(conn, room_id, host_id, limit)
             if changed is None:
-                await self._explain_refusal(conn, room_id, host_id, "change")
+                await self._explain_refusal(conn, room_id, host_id)
         await self._after_commit(changed.change, changed.publish_now)
         return changed.room
 
@@ -194,13 +194,17 @@ class RoomService:
         async with connection(self._pool, self._timeout) as conn:
             ended = await rooms.end_room(conn, room_id, host_id)
             stored = await rooms.get_room(conn, room_id) if ended is None else None
-            if ended is None and (stored is None or stored.room.host_id != host_id):
-                await self._explain_refusal(conn, room_id, host_id, "end")
         if ended is not None:
             await self._after_commit(ended.change, ended.publish_now)
-        elif stored is not None:
-            # Already ended. Say so to Redis again: the first attempt may not have reached it.
-            await self._cache.write(end=[stored.room])
+            return
+        # No live room of this host: rooms are never deleted and never change hosts, so this is one
+        # that does not exist, another host's, or one of theirs that has already ended.
+        if stored is None:
+            raise RoomNotFound(f"no room {room_id}")
+        if stored.room.host_id != host_id:
+            raise NotRoomHost("only the room's host may end it")
+        # Already ended. Say so to Redis again: the first attempt may not have reached it.
+        await self._cache.write(end=[stored.room])
 
     async def _after_commit(self, change: Outboxed, publish_now: bool) -> None:
         """Publish a committed change; or, while an earlier event of the room still waits in the outbox,
@@ -210,12 +214,13 @@ class RoomService:
         else:
             await self._publisher.apply_only([change.event])
 
-    async def _explain_refusal(self, conn: Connection, room_id: str, host_id: UUID, verb: str) -> NoReturn:
+    async def _explain_refusal(self, conn: Connection, room_id: str, host_id: UUID) -> NoReturn:
+        """Why a change of a live room of this host found none."""
         owner = await rooms.room_owner(conn, room_id)
         if owner is None:
             raise RoomNotFound(f"no room {room_id}")
         if owner[0] != host_id:
-            raise NotRoomHost(f"only the room's host may {verb} it")
+            raise NotRoomHost("only the room's host may change it")
         raise RoomGone(f"room {room_id} has ended")
 
     def _checked_limit(self, max_participants: int | None, default: int | None) -> int:
