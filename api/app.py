@@ -12,7 +12,6 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from redis.asyncio import Redis
 
 from api.background import RestoreRequests, every
 from api.deps import provide_caller
@@ -21,7 +20,7 @@ from api.routes import health, history, rooms, stats
 from common.db import pool as db_pool
 from common.logs import configure_logging
 from common.metrics import Metrics
-from common.redis.client import GuardedRedis, create_redis
+from common.redis.client import GuardedRedis, close_redis, create_queue_redis, create_redis
 from common.redis.room_cache import PUT_ROOM
 from common.rooms.codes import generate_room_code
 from common.service.publish import DeferredMarks
@@ -40,13 +39,12 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
     async def resources(app: Litestar) -> AsyncIterator[None]:
         metrics = Metrics()
         pool = await db_pool.create_pool(settings, stateless_sessions=True)  # plain statements only
-        client = create_redis(settings, settings.redis_timeout_seconds, Redis, bounded_by_caller=True)
+        client = create_redis(settings, settings.redis_timeout_seconds, bounded_by_caller=True)
         redis = GuardedRedis(client, settings, metrics, settings.redis_timeout_seconds, scripts=[PUT_ROOM])
         marks = DeferredMarks(pool, settings.db_timeout_seconds)
-        # arq's queue client shares the bounded connections; arq's own would wait unboundedly.
-        restores = RestoreRequests(
-            ArqRedis(connection_pool=client.connection_pool), redis, settings.redis_timeout_seconds
-        )
+        # Made here rather than by arq, whose own client would wait unboundedly.
+        queue = create_queue_redis(settings, settings.redis_timeout_seconds, ArqRedis)
+        restores = RestoreRequests(queue, redis, settings.redis_timeout_seconds)
         service = RoomService(
             pool, redis, marks, settings, metrics, new_code=new_room_code, note_uncached=restores.note
         )
@@ -64,7 +62,8 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await marks.flush()
-            await client.aclose()
+            await close_redis(queue)
+            await close_redis(client)
             await db_pool.close_pool(pool, settings)
 
     rooms_router = Router(

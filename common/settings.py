@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -16,6 +17,9 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 MAX_PARTICIPANTS_CEILING = 1000
 
 
+RedisMode = Literal["standalone", "sentinel", "cluster"]
+
+
 class SettingsError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
 
@@ -26,6 +30,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Where the data lives. Empty means "not configured": `roomservice dev` then starts embedded servers.
     database_url: str = ""
     redis_url: str = ""
+    # The Redis topology (docs/scaling.md). standalone: one server at `redis_url`. sentinel: the
+    # Sentinels (`host:port,...`) name the primary of `redis_sentinel_master`, and the client follows
+    # failovers. cluster: `redis_url` names one or more nodes (`redis://h1:7001,h2:7002`) and the
+    # client discovers the rest.
+    redis_mode: RedisMode = "standalone"
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = ""
+    redis_db: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0  # sentinel mode; standalone takes it from the URL
+    # The Redis of arq's job queue; by default the rooms Redis (standalone and sentinel). Required in
+    # cluster mode: arq's transactions span keys of several slots, which a cluster refuses.
+    queue_redis_url: str = ""
 
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
@@ -58,6 +73,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_retention_seconds: Annotated[int, msgspec.Meta(ge=3600, le=30 * 86400)] = 86400
     # Unpublished outbox rows younger than this are left to the API that wrote them.
     relay_grace_seconds: Seconds = 2.0
+    # When the Redis primaries change (a failover, a restart), events published from this long before
+    # they were last seen are published again: Redis replicates asynchronously, so a promoted replica
+    # may lack the last writes its primary acknowledged. Consumers drop the copies by eventId.
+    stream_replay_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
 
     # The worker.
     # Bounds for the worker's batches: larger than the API's, as a batch carries thousands of rooms.
@@ -99,6 +118,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 )
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be one of debug, info, warning, error")
+        self._check_redis_topology()
+
+    def _check_redis_topology(self) -> None:
+        if self.queue_redis_url:
+            _redis_url(self.queue_redis_url, "QUEUE_REDIS_URL")
+        if self.redis_mode == "sentinel":
+            self.sentinel_addresses  # noqa: B018 - parsed now, so that a bad one stops the start
+            require(self.redis_sentinel_master, "REDIS_SENTINEL_MASTER", "in sentinel mode")
+        elif self.redis_mode == "cluster":
+            require(self.queue_redis_url, "QUEUE_REDIS_URL", _CLUSTER_QUEUE_REASON)
+            if self.redis_url:
+                self.cluster_nodes  # noqa: B018 - parsed now, so that a bad one stops the start
+        elif self.redis_url:
+            _redis_url(self.redis_url, "REDIS_URL")
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The Sentinels, as (host, port)."""
+        text = require(self.redis_sentinels, "REDIS_SENTINELS", "in sentinel mode")
+        return [_address(item, "REDIS_SENTINELS") for item in text.split(",")]
+
+    @property
+    def cluster_nodes(self) -> list[tuple[str, int]]:
+        """The cluster nodes named by `redis_url`, as (host, port): where discovery starts."""
+        text = require(self.redis_url, "REDIS_URL", "in cluster mode")
+        scheme, _, rest = text.partition("://")
+        if scheme not in {"redis", "rediss"} or not rest:
+            raise SettingsError(f"{ENV_PREFIX}REDIS_URL must be redis://host:port[,host:port...] in cluster mode")
+        return [_address(item.rsplit("@", 1)[-1].split("/")[0], "REDIS_URL") for item in rest.split(",")]
+
+    @property
+    def redis_configured(self) -> bool:
+        """Whether the settings say where Redis is (`roomservice dev` starts one where they do not)."""
+        return bool(self.redis_sentinels if self.redis_mode == "sentinel" else self.redis_url)
 
 
 def clock_fields(seconds: int) -> dict[str, set[int] | int] | None:
@@ -132,12 +185,31 @@ def _name_the_variable(message: str) -> str:
     """Turn msgspec's `... - at `$.room_ttl_seconds`` into a message about ROOMS_ROOM_TTL_SECONDS."""
     detail, _, path = message.rpartition(" - at `$.")
     if not detail:
-        return f"invalid configuration: {message}"
+        return message if message.startswith(ENV_PREFIX) else f"invalid configuration: {message}"
     return f"{ENV_PREFIX}{path.rstrip('`').upper()}: {detail}"
 
 
-def require(value: str, variable: str) -> str:
-    """Return a required setting, or stop with a message naming its variable."""
+def require(value: str, variable: str, when: str = "") -> str:
+    """Return a required setting, or stop with a message naming its variable (and when it is required)."""
     if not value:
-        raise SettingsError(f"{ENV_PREFIX}{variable} is required")
+        raise SettingsError(f"{ENV_PREFIX}{variable} is required" + (f" {when}" if when else ""))
     return value
+
+
+_CLUSTER_QUEUE_REASON = (
+    "in cluster mode: arq's job queue uses transactions over keys of several hash slots, which a Redis "
+    "Cluster refuses, so the queue needs a standalone (or Sentinel-managed) Redis of its own"
+)
+
+
+def _address(text: str, variable: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{ENV_PREFIX}{variable}: {text.strip()!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _redis_url(text: str, variable: str) -> None:
+    parts = urlsplit(text)
+    if parts.scheme not in {"redis", "rediss", "unix"} or "," in parts.netloc:
+        raise SettingsError(f"{ENV_PREFIX}{variable} must be one redis://, rediss:// or unix:// URL")

@@ -66,7 +66,7 @@ def serve(settings: Settings) -> None:
     from granian.constants import Interfaces, Loops
 
     require(settings.database_url, "DATABASE_URL")
-    require(settings.redis_url, "REDIS_URL")
+    require_redis(settings)
     Granian(
         "api.app:app_from_environment",
         factory=True,
@@ -84,8 +84,15 @@ def run_worker(settings: Settings) -> None:
     from worker.main import run_worker as run
 
     require(settings.database_url, "DATABASE_URL")
-    require(settings.redis_url, "REDIS_URL")
+    require_redis(settings)
     asyncio.run(run(settings))
+
+
+def require_redis(settings: Settings) -> None:
+    """Stop with a message naming the variable if the settings do not say where Redis is."""
+    if not settings.redis_configured:
+        variable = "REDIS_SENTINELS" if settings.redis_mode == "sentinel" else "REDIS_URL"
+        require("", variable, f"in {settings.redis_mode} mode")
 
 
 def run_migrations(settings: Settings) -> None:
@@ -105,7 +112,7 @@ def dev(settings: Settings) -> None:
             server_url = running.enter_context(embedded_postgres(DEV_DATA_DIR / "postgres", persist=True))
             overrides["DATABASE_URL"] = asyncio.run(ensure_database(server_url, DEV_DATABASE))
             log.info("embedded Postgres running, data in %s", DEV_DATA_DIR / "postgres")
-        if not settings.redis_url:
+        if not settings.redis_configured:
             overrides["REDIS_URL"] = running.enter_context(embedded_redis(DEV_DATA_DIR / "valkey", persist=True))
             log.info("embedded Redis (Valkey) running at %s", overrides["REDIS_URL"])
         # The API processes read their settings from the environment, so the URLs go there.

@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import asyncpg
 import pytest
-import redis.asyncio as redis
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from common.redis.client import RedisClient, close_redis, create_redis
 from common.settings import Settings
 from roomservice.embedded import embedded_postgres, embedded_redis, ensure_database
 from roomservice.migrate import migrate
 from tests.support.faultproxy import FaultProxy, postgres_upstream, redis_upstream
-from tests.support.settings import make_settings
+from tests.support.topologies import SENTINEL_MASTER, redis_cluster, redis_sentinel
 from worker.resources import WorkerResources, worker_resources
 
 
@@ -71,9 +71,76 @@ def stream_name() -> str:
     return f"test:{uuid.uuid4().hex[:12]}:events"
 
 
+# Where the suite runs the tests that use `redis_mode` (most of it): once on each Redis topology.
+REDIS_MODES = ("standalone", "sentinel", "cluster")
+# Fixtures that only make sense on the standalone server: they cut or restart it.
+_STANDALONE_ONLY = {"redis_proxy", "own_redis"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_mode" in metafunc.fixturenames:
+        standalone = _STANDALONE_ONLY & set(metafunc.fixturenames) or metafunc.definition.get_closest_marker(
+            "standalone"
+        )
+        metafunc.parametrize("redis_mode", ["standalone"] if standalone else REDIS_MODES, indirect=True)
+
+
 @pytest.fixture
-def settings(database_url: str, redis_url: str, stream_name: str) -> Settings:
-    return make_settings(database_url, redis_url, stream_name=stream_name)
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    """The Redis topology of this run of the test (see pytest_generate_tests)."""
+    mode: str = request.param
+    return mode
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[str]:
+    """A Redis Cluster: ROOMS_TEST_REDIS_CLUSTER_URL, else 3 masters and 3 replicas started here."""
+    given = os.environ.get("ROOMS_TEST_REDIS_CLUSTER_URL")
+    if given:
+        yield given
+        return
+    with redis_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(ROOMS_REDIS_SENTINELS, ROOMS_REDIS_SENTINEL_MASTER): ROOMS_TEST_REDIS_SENTINELS and
+    ROOMS_TEST_REDIS_SENTINEL_MASTER, else a primary, a replica and 3 Sentinels started here."""
+    given = os.environ.get("ROOMS_TEST_REDIS_SENTINELS")
+    if given:
+        yield given, os.environ.get("ROOMS_TEST_REDIS_SENTINEL_MASTER", SENTINEL_MASTER)
+        return
+    with redis_sentinel(tmp_path_factory.mktemp("sentinel")) as topology:
+        yield topology.addresses, SENTINEL_MASTER
+
+
+@pytest.fixture
+def redis_settings(request: pytest.FixtureRequest, redis_mode: str, redis_url: str) -> dict[str, object]:
+    """The Settings fields that point the service at this run's Redis topology."""
+    if redis_mode == "sentinel":
+        sentinels, master = request.getfixturevalue("redis_sentinels")
+        return {"redis_mode": "sentinel", "redis_sentinels": sentinels, "redis_sentinel_master": master}
+    if redis_mode == "cluster":
+        # arq's queue cannot live in a cluster: the standalone server holds it.
+        cluster_url = request.getfixturevalue("redis_cluster_url")
+        return {"redis_mode": "cluster", "redis_url": cluster_url, "queue_redis_url": redis_url}
+    return {"redis_url": redis_url}
+
+
+@pytest.fixture
+def settings_with(database_url: str, redis_settings: dict[str, object], stream_name: str) -> Callable[..., Settings]:
+    """Settings for this run's servers and stream, with a test's own overrides."""
+
+    def make(**overrides: object) -> Settings:
+        return Settings(**{"database_url": database_url, "stream_name": stream_name, **redis_settings, **overrides})  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def settings(settings_with: Callable[..., Settings]) -> Settings:
+    return settings_with()
 
 
 @pytest.fixture
@@ -89,10 +156,11 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+    """A client of this run's Redis, to look at what the service wrote (any node of a cluster)."""
+    client = create_redis(settings, 5)
     yield client
-    await client.aclose()
+    await close_redis(client)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from common.errors import DatabaseUnavailable
-from common.redis.client import create_redis
+from common.redis.client import close_redis, create_queue_redis
 from common.settings import Settings
 from worker.backoff import Backoff
 from worker.history import HistoryConsumer
@@ -69,7 +69,7 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]], stop: asyncio
 async def run_jobs(res: WorkerResources, stop: asyncio.Event) -> None:
     """One arq worker, from start until it fails (Redis went away) or `stop` is set."""
     # A fresh bounded client each time: arq closes the one it was given when it stops.
-    queue = create_redis(res.settings, res.settings.worker_redis_timeout_seconds, ArqRedis)
+    queue = create_queue_redis(res.settings, res.settings.worker_redis_timeout_seconds, ArqRedis)
     worker = Worker(**worker_settings(res), redis_pool=queue, handle_signals=False)
     main = asyncio.create_task(worker.main())
     worker.main_task = main  # what arq's shutdown cancels once running jobs are done
@@ -89,4 +89,4 @@ async def run_jobs(res: WorkerResources, stop: asyncio.Event) -> None:
         for task in worker.tasks.values():
             task.cancel()
         await asyncio.gather(main, *worker.tasks.values(), return_exceptions=True)
-        await queue.aclose()
+        await close_redis(queue)

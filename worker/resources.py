@@ -6,12 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
-from redis.asyncio import Redis
 
 from common.db import pool as db_pool
 from common.db.pool import Pool
 from common.metrics import Metrics
-from common.redis.client import GuardedRedis, create_redis
+from common.redis.client import GuardedRedis, RedisClient, close_redis, create_redis
 from common.redis.room_cache import PUT_ROOM, RoomCache
 from common.redis.stream import EventStream
 from common.service.publish import Publisher
@@ -23,7 +22,9 @@ class WorkerResources(msgspec.Struct, frozen=True, kw_only=True):
     pool: Pool
     # The stream consumer's client: each of its calls is bounded by its own timeout, and it is
     # supervised rather than guarded (a consumer has nothing useful to do without Redis).
-    redis: Redis
+    redis: RedisClient
+    # The same client for the jobs, bounded and behind the breaker.
+    guarded: GuardedRedis
     cache: RoomCache
     publisher: Publisher
     metrics: Metrics
@@ -34,7 +35,7 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
     """Postgres pool and Redis client with the worker's (batch-sized) bounds."""
     pool = await db_pool.create_pool(settings, command_timeout=settings.worker_db_timeout_seconds)
     # Every use of this client runs under its own asyncio.timeout.
-    client = create_redis(settings, settings.worker_redis_timeout_seconds, Redis, bounded_by_caller=True)
+    client = create_redis(settings, settings.worker_redis_timeout_seconds, bounded_by_caller=True)
     metrics = Metrics()
     guarded = GuardedRedis(client, settings, metrics, settings.worker_redis_timeout_seconds, scripts=[PUT_ROOM])
     cache = RoomCache(guarded, metrics)
@@ -42,8 +43,14 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
     await guarded.load_scripts()
     try:
         yield WorkerResources(
-            settings=settings, pool=pool, redis=client, cache=cache, publisher=publisher, metrics=metrics
+            settings=settings,
+            pool=pool,
+            redis=client,
+            guarded=guarded,
+            cache=cache,
+            publisher=publisher,
+            metrics=metrics,
         )
     finally:
-        await client.aclose()
+        await close_redis(client)
         await db_pool.close_pool(pool, settings)

@@ -13,10 +13,15 @@ from common.rooms.events import RoomEvent, decode_data
 
 
 class Outboxed(NamedTuple):
-    """An event and its outbox row, which is marked once the event is on the stream."""
+    """An event and its outbox row, which is marked once the event is on the stream.
+
+    `generation` counts the Redis primaries the events went to (migrations/0006): a mark made under
+    an older generation than the current one is refused, the event being published again.
+    """
 
     outbox_id: int
     event: RoomEvent
+    generation: int
 
 
 def event_from_row(row: asyncpg.Record) -> RoomEvent:
@@ -32,7 +37,7 @@ def event_from_row(row: asyncpg.Record) -> RoomEvent:
 
 
 def outboxed_from_row(row: asyncpg.Record) -> Outboxed:
-    return Outboxed(row["outbox_id"], event_from_row(row))
+    return Outboxed(row["outbox_id"], event_from_row(row), row["generation"])
 
 
 # A change made by the API publishes at once only if no earlier event of the room is still waiting in
@@ -42,15 +47,20 @@ def outboxed_from_row(row: asyncpg.Record) -> Outboxed:
 PUBLISH_NOW = "NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = $1 AND e.published_at IS NULL)"
 
 
-async def mark_published(conn: Connection, outbox_ids: Sequence[int]) -> None:
-    await conn.execute(
-        "UPDATE room_events SET published_at = now() WHERE id = any($1::bigint[]) AND published_at IS NULL",
-        list(outbox_ids),
-    )
+_MARK_PUBLISHED = """
+UPDATE room_events e SET published_at = now()
+FROM unnest($1::bigint[], $2::bigint[]) AS m(id, generation)
+WHERE e.id = m.id AND e.published_at IS NULL AND m.generation = redis_generation()
+"""
+
+
+async def mark_published(conn: Connection, changes: Sequence[Outboxed]) -> None:
+    """Mark the rows of events now on the stream, unless the primaries changed since they were read."""
+    await conn.execute(_MARK_PUBLISHED, [c.outbox_id for c in changes], [c.generation for c in changes])
 
 
 _UNPUBLISHED = """
-SELECT id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+SELECT id AS outbox_id, event_id, type, room_id, version, occurred_at, data, redis_generation() AS generation
 FROM room_events
 WHERE published_at IS NULL AND occurred_at < now() - make_interval(secs => $1)
 ORDER BY id

@@ -82,7 +82,7 @@ async def close_pool(pool: Pool, settings: Settings) -> None:
 
 
 def deleted_count(status: str) -> int:
-    """The row count of a command status such as `DELETE 42`."""
+    """The row count of a command status such as `DELETE 42` or `UPDATE 7`."""
     return int(status.rsplit(maxsplit=1)[-1])
 
 

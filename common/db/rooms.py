@@ -46,7 +46,7 @@ WITH claim AS (
     SELECT 'room.created', room_id, version, created_at, data FROM room
     RETURNING id AS outbox_id, event_id, type, occurred_at
 )
-SELECT room.*, event.* FROM room, event
+SELECT room.*, event.*, redis_generation() AS generation FROM room, event
 """
 
 
@@ -119,7 +119,7 @@ WITH room AS (
     SELECT 'room.updated', room_id, version, data FROM room
     RETURNING id AS outbox_id, event_id, type, occurred_at
 )
-SELECT room.*, event.*, {PUBLISH_NOW} AS publish_now
+SELECT room.*, event.*, {PUBLISH_NOW} AS publish_now, redis_generation() AS generation
 FROM room, event
 """
 
@@ -149,7 +149,7 @@ WITH ended AS (
     SELECT 'room.ended', room_id, version, data FROM ended
     RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data
 )
-SELECT event.*, {PUBLISH_NOW} AS publish_now
+SELECT event.*, {PUBLISH_NOW} AS publish_now, redis_generation() AS generation
 FROM event
 """
 
@@ -190,7 +190,7 @@ WITH ended AS (
 )
 INSERT INTO room_events (type, room_id, version, data)
 SELECT 'room.ended', room_id, version, data FROM ended
-RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, redis_generation() AS generation
 """
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import NoScriptError, RedisError
 
 from common.metrics import Metrics
@@ -23,25 +25,76 @@ from common.settings import Settings, require
 T = TypeVar("T")
 R = TypeVar("R", bound=redis.Redis)
 
+# One client for the rooms Redis, whatever its topology. Both kinds take the same commands; a
+# cluster client routes each to the node of its key's slot.
+RedisClient: TypeAlias = "redis.Redis | RedisCluster"
+AnyPipeline: TypeAlias = "Pipeline | ClusterPipeline"
+
 # What a guarded call counts as "Redis is unavailable": anything else is a bug and propagates.
 REDIS_UNAVAILABLE = (RedisError, OSError, TimeoutError)
 
 
-def create_redis(settings: Settings, timeout: float, client_class: type[R], *, bounded_by_caller: bool = False) -> R:
-    """A client whose connects and commands are bounded by `timeout`: redis-py waits forever by default.
+def create_redis(settings: Settings, timeout: float, *, bounded_by_caller: bool = False) -> RedisClient:
+    """The client of the rooms Redis in the configured mode, its connects and commands bounded by
+    `timeout` (redis-py waits forever by default).
 
     `bounded_by_caller`: every command is sent under the caller's own `asyncio.timeout` (as
     `GuardedRedis` does), so the per-socket timeout is left off. redis-py implements it with
     `asyncio.wait_for`, a new task for every command sent, which costs the hot path more than the
     rest of the command.
     """
+    socket_timeout = None if bounded_by_caller else timeout
+    if settings.redis_mode == "cluster":
+        cluster: RedisCluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in settings.cluster_nodes],
+            max_connections=settings.redis_max_connections,  # per node
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=timeout,
+            # A moved slot or a failover is followed (the topology is read again); the caller's bound
+            # still caps how long that may take.
+            require_full_coverage=True,
+        )
+        return cluster
+    return create_node_redis(settings, timeout, redis.Redis, socket_timeout=socket_timeout)
+
+
+def create_queue_redis(settings: Settings, timeout: float, client_class: type[R]) -> R:
+    """The client of arq's queue: `queue_redis_url` if set, else the rooms Redis (not a cluster)."""
+    if settings.queue_redis_url:
+        return _from_url(settings.queue_redis_url, settings, timeout, client_class, socket_timeout=timeout)
+    return create_node_redis(settings, timeout, client_class, socket_timeout=timeout)
+
+
+def create_node_redis(settings: Settings, timeout: float, client_class: type[R], *, socket_timeout: float | None) -> R:
+    """A client of one primary: `redis_url` (standalone), or the one the Sentinels name, followed
+    through failovers (sentinel)."""
+    if settings.redis_mode == "sentinel":
+        bounds = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=bounds)  # type: ignore[no-untyped-call]
+        return cast(
+            R,
+            sentinel.master_for(
+                settings.redis_sentinel_master,
+                redis_class=client_class,
+                db=settings.redis_db,
+                max_connections=settings.redis_max_connections,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=timeout,
+                retry_on_timeout=False,
+                health_check_interval=0,
+            ),
+        )
+    return _from_url(require(settings.redis_url, "REDIS_URL"), settings, timeout, client_class, socket_timeout)
+
+
+def _from_url(url: str, settings: Settings, timeout: float, client_class: type[R], socket_timeout: float | None) -> R:
     # A blocking pool waits (boundedly) for a free connection under a burst, where the default pool
     # would fail at once and count the burst against the breaker as if Redis were down.
     pool = redis.BlockingConnectionPool.from_url(
-        require(settings.redis_url, "REDIS_URL"),
+        url,
         max_connections=settings.redis_max_connections,
         timeout=timeout,
-        socket_timeout=None if bounded_by_caller else timeout,
+        socket_timeout=socket_timeout,
         socket_connect_timeout=timeout,
         retry_on_timeout=False,
         health_check_interval=0,
@@ -49,15 +102,27 @@ def create_redis(settings: Settings, timeout: float, client_class: type[R], *, b
     return cast(R, client_class.from_pool(pool))  # the client owns the pool: aclose() closes its connections
 
 
+async def close_redis(client: RedisClient) -> None:
+    """Close the client, its connections, and in sentinel mode its connections to the Sentinels."""
+    pool = getattr(client, "connection_pool", None)
+    await client.aclose()
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
+Stage = Callable[[AnyPipeline], None]
+
+
 class GuardedRedis:
     """Calls to Redis bounded by `timeout` and watched by a breaker; never raises for Redis being unavailable.
 
-    `scripts` are the Lua scripts its callers run by EVALSHA: a Redis that restarted has forgotten
-    them, and `pipeline` loads them again.
+    `scripts` are the Lua scripts its callers run by EVALSHA: a Redis that restarted, or a node that
+    never saw them, does not know them, and `pipeline` loads them again.
     """
 
     def __init__(
-        self, client: redis.Redis, settings: Settings, metrics: Metrics, timeout: float, scripts: Sequence[LuaScript]
+        self, client: RedisClient, settings: Settings, metrics: Metrics, timeout: float, scripts: Sequence[LuaScript]
     ) -> None:
         self._client = client
         self._timeout = timeout
@@ -70,7 +135,7 @@ class GuardedRedis:
         """False while the breaker is open, that is while Redis is known to be down."""
         return not self._breaker.is_open
 
-    async def call(self, command: Callable[[redis.Redis], Awaitable[T]], default: T) -> T:
+    async def call(self, command: Callable[[RedisClient], Awaitable[T]], default: T) -> T:
         """`command(client)` within the bound; `default` if Redis is unavailable or known to be down."""
         if not self._breaker.allow():
             self._metrics.incr("cache_skipped_total")
@@ -88,23 +153,39 @@ class GuardedRedis:
         self._breaker.record_success()
         return result
 
-    async def pipeline(self, queue: Callable[[Pipeline], None]) -> list[Any] | None:
-        """The commands `queue` adds, in one round trip and in order; their results, or None if Redis
-        is unavailable or any command failed."""
-        return await self.call(lambda client: self._run_pipeline(client, queue), default=None)
+    async def pipeline(self, *stages: Stage) -> list[Any] | None:
+        """The commands that `stages` queue, run in order; their results, or None if Redis is
+        unavailable or any command failed (then not all of them ran).
 
-    async def _run_pipeline(self, client: redis.Redis, queue: Callable[[Pipeline], None]) -> list[Any]:
-        """Raises the first error any command met. Script calls that met NOSCRIPT (Redis restarted and
-        forgot the script) failed alone, the other commands having run: the script is loaded and just
-        those calls run again."""
+        The order holds across keys and nodes: on one server every stage goes in one round trip, on
+        one connection; a cluster pipeline sends to each node at once, so there each stage is sent
+        only once the one before it has been answered.
+        """
+        return await self.call(lambda client: self._run(client, stages), default=None)
+
+    async def _run(self, client: RedisClient, stages: Sequence[Stage]) -> list[Any]:
+        if not isinstance(client, RedisCluster):
+            return await self._run_pipeline(client, stages)
+        results: list[Any] = []
+        for stage in stages:
+            results += await self._run_pipeline(client, [stage])
+        return results
+
+    async def _run_pipeline(self, client: RedisClient, stages: Sequence[Stage]) -> list[Any]:
+        """Raises the first error any command met. Script calls that met NOSCRIPT (Redis restarted, or
+        a failover promoted a replica that never loaded the script) failed alone, the other commands
+        having run: the scripts are loaded (on every primary of a cluster) and just those calls run again."""
         pipe = client.pipeline(transaction=False)
-        queue(pipe)
-        queued = list(pipe.command_stack)
+        for stage in stages:
+            stage(pipe)
+        queued = _queued(pipe)
         results: list[Any] = await pipe.execute(raise_on_error=False)
-        unscripted = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        unscripted = [
+            i
+            for i, result in enumerate(results)
+            if isinstance(result, NoScriptError) and str(queued[i][0][1]) in self._scripts
+        ]
         if unscripted:
-            # A script not registered here stays failed: raise_first_error reports its NOSCRIPT.
-            unscripted = [i for i in unscripted if str(queued[i][0][1]) in self._scripts]
             for sha in {str(queued[i][0][1]) for i in unscripted}:
                 await client.script_load(self._scripts[sha].source)
             again = client.pipeline(transaction=False)
@@ -113,7 +194,11 @@ class GuardedRedis:
                 again.execute_command(*args, **options)
             for i, result in zip(unscripted, await again.execute(raise_on_error=False), strict=True):
                 results[i] = result
-        pipe.raise_first_error(queued, results)  # names the failing command, as redis-py would have
+        for (args, _), result in zip(queued, results, strict=True):
+            if isinstance(result, Exception):
+                # Name the failing command, as redis-py does when it raises from a pipeline itself.
+                result.args = (f"{args[0]} in a pipeline failed: {result.args[0] if result.args else ''}",)
+                raise result
         return results
 
     async def load_scripts(self) -> None:
@@ -126,5 +211,22 @@ class GuardedRedis:
         return bool(await self.call(lambda client: client.ping(), default=False))
 
 
-def _loader(script: LuaScript) -> Callable[[redis.Redis], Awaitable[str]]:
+async def primary_run_ids(client: RedisClient) -> list[str]:
+    """The run ids of the primaries that hold the data: the one server's, or every master's of a
+    cluster. A failover (a replica promoted) or a restart changes them."""
+    if isinstance(client, RedisCluster):
+        infos: dict[str, Any] = await client.info("server", target_nodes=RedisCluster.PRIMARIES)
+        return sorted(str(info["run_id"]) for info in ([infos] if "run_id" in infos else infos.values()))
+    info = await client.info("server")
+    return [str(info["run_id"])]
+
+
+def _queued(pipe: AnyPipeline) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """The commands queued on a pipeline, as (args, options): read before `execute` empties it."""
+    if isinstance(pipe, ClusterPipeline):
+        return [(command.args, dict(command.kwargs)) for command in pipe._command_stack]
+    return [(args, dict(options)) for args, options in pipe.command_stack]
+
+
+def _loader(script: LuaScript) -> Callable[[RedisClient], Awaitable[str]]:
     return lambda client: client.script_load(script.source)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-from redis.asyncio.client import Pipeline
-
-from common.redis.client import GuardedRedis
+from common.redis.client import AnyPipeline, GuardedRedis
 from common.redis.keys import missing_room_key, rate_counter_key
 
 # A window's counter outlives its minute a little, so a clock slightly off between processes still counts.
@@ -30,7 +28,7 @@ class RateCounters:
         (in the same round trip)."""
         counter, retry_after = _window("miss", client)
 
-        def commands(pipe: Pipeline) -> None:
+        def commands(pipe: AnyPipeline) -> None:
             if unknown_room_id is not None:
                 pipe.set(missing_room_key(unknown_room_id), b"1", ex=remember_seconds)
             pipe.incr(counter)
@@ -43,7 +41,7 @@ class RateCounters:
         """Count a room created by `host`."""
         counter, retry_after = _window("create", host)
 
-        def commands(pipe: Pipeline) -> None:
+        def commands(pipe: AnyPipeline) -> None:
             pipe.incr(counter)
             pipe.expire(counter, _COUNTER_TTL_SECONDS)
 

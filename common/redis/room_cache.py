@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
-from redis.asyncio.client import Pipeline
 
 from common.metrics import Metrics
-from common.redis.client import GuardedRedis
+from common.redis.client import AnyPipeline, GuardedRedis, Stage
 from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
 from common.redis.scripts import lua_script
 from common.rooms.model import JSON_ENCODER, Room, RoomView
@@ -64,20 +63,19 @@ class RoomCache:
         put: Sequence[Room] = (),
         end: Sequence[Room] = (),
         only_if_absent: bool = False,
-        then: Callable[[Pipeline], None] | None = None,
+        then: Stage | None = None,
     ) -> int | None:
-        """Cache `put`, drop `end` (see `queue`), then run what `then` queues, all in one round trip.
+        """Cache `put`, drop `end` (see `_queue`), then run what `then` queues: in one round trip on
+        one server; on a cluster, `then` once the cache has answered (see `GuardedRedis.pipeline`).
 
         Returns how many of `put` were written (put_room.lua may keep a newer object in place), or
         None if Redis could not be reached or a command failed: then not all of it happened.
         """
 
-        def commands(pipe: Pipeline) -> None:
+        def cache(pipe: AnyPipeline) -> None:
             self._queue(pipe, put=put, end=end, only_if_absent=only_if_absent)
-            if then is not None:
-                then(pipe)
 
-        results = await self._redis.pipeline(commands)
+        results = await self._redis.pipeline(cache) if then is None else await self._redis.pipeline(cache, then)
         if results is None:
             # The sweep's writes (only_if_absent) are repairs that the next sweep repeats: not counted.
             if put and not only_if_absent:
@@ -87,7 +85,7 @@ class RoomCache:
         return sum(1 for written in results[: len(put) * per_room : per_room] if written)
 
     @staticmethod
-    def _queue(pipe: Pipeline, *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool) -> None:
+    def _queue(pipe: AnyPipeline, *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool) -> None:
         """Queue, in this order:
 
         - for each room of `put`: put_room.lua, which caches it until it expires unless a newer object
@@ -97,13 +95,15 @@ class RoomCache:
         - for each room of `end`: the ended mark, then the room object and participants gone.
         """
         for room in put:
-            # redis-py sends bytes as they are, though its stubs say str.
-            pipe.evalsha(
+            # execute_command, not evalsha: redis-py refuses the evalsha method on a cluster pipeline,
+            # though it routes the command itself by its keys (which share the room's slot).
+            pipe.execute_command(
+                "EVALSHA",
                 PUT_ROOM.sha,
                 2,
                 room_key(room.room_id),
                 ended_room_key(room.room_id),
-                JSON_ENCODER.encode(room),  # type: ignore[arg-type]
+                JSON_ENCODER.encode(room),
                 str(room.version),
                 str(_epoch_ms(room.expires_at)),
                 "nx" if only_if_absent else "",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from redis.asyncio.client import Pipeline
-
+from common.redis.client import AnyPipeline
 from common.rooms.events import RoomEvent, stream_fields
 
 
@@ -22,7 +21,7 @@ class EventStream:
         self._name = name
         self._retention = retention_seconds
 
-    def queue_append(self, pipe: Pipeline, events: Sequence[RoomEvent]) -> None:
+    def queue_append(self, pipe: AnyPipeline, events: Sequence[RoomEvent]) -> None:
         floor = retention_floor(self._retention)
         for event in events:
             pipe.xadd(self._name, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # Published outbox rows waiting to be marked while Postgres is away; past this, the relay repeats them.
 _MAX_PENDING_MARKS = 100_000
 
-Mark = Callable[[list[int]], Awaitable[None]]
+Mark = Callable[[Sequence[Outboxed]], Awaitable[None]]
 
 
 class Publisher:
@@ -39,7 +39,7 @@ class Publisher:
         events = [change.event for change in changes]
         if not await self._apply(events, then_append=True):
             return False
-        await mark([change.outbox_id for change in changes])
+        await mark(changes)
         return True
 
     async def apply_only(self, events: Sequence[RoomEvent]) -> None:
@@ -70,11 +70,11 @@ class DeferredMarks:
     def __init__(self, pool: Pool, timeout: float) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._pending: list[int] = []
+        self._pending: list[Outboxed] = []
 
-    async def add(self, outbox_ids: list[int]) -> None:
+    async def add(self, changes: Sequence[Outboxed]) -> None:
         """A `Mark` for `Publisher.publish`: the rows are marked by the next `flush`."""
-        self._pending.extend(outbox_ids)
+        self._pending.extend(changes)
 
     async def flush(self) -> None:
         """Mark what is pending. Never raises: a batch that could not be marked is kept (bounded) for

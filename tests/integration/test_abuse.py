@@ -19,10 +19,8 @@ LIMIT = 5
 
 
 @pytest.fixture
-async def limited(database_url, redis_url, stream_name) -> AsyncIterator[AsyncTestClient]:
-    settings = make_settings(
-        database_url, redis_url, stream_name=stream_name, miss_limit_per_minute=LIMIT, create_limit_per_minute=LIMIT
-    )
+async def limited(settings_with) -> AsyncIterator[AsyncTestClient]:
+    settings = settings_with(miss_limit_per_minute=LIMIT, create_limit_per_minute=LIMIT)
     async with AsyncTestClient(app=create_app(settings)) as client:
         yield client
 
@@ -81,10 +79,9 @@ async def test_ended_rooms_count_as_misses(limited, host) -> None:
     assert (await limited.get(f"/rooms/{code}", headers=asker)).status_code == 429
 
 
-async def test_a_recent_404_is_answered_without_postgres(database_url, redis_url, stream_name, db, host) -> None:
+async def test_a_recent_404_is_answered_without_postgres(settings, db, host) -> None:
     probed = unknown()
     codes = iter([probed])
-    settings = make_settings(database_url, redis_url, stream_name=stream_name)
     async with AsyncTestClient(app=create_app(settings, new_room_code=lambda: next(codes))) as client:
         assert (await client.get(f"/rooms/{probed}")).status_code == 404
         # The room appears behind the service's back: only a lookup in Postgres could find it.

@@ -44,12 +44,7 @@ async def history_rows(db: asyncpg.Connection, room_id: str) -> list[asyncpg.Rec
 
 def relay_now(res):
     """The relay's context with no grace period, so rows written a moment ago count as waiting."""
-    settings = make_settings(
-        res.settings.database_url,
-        res.settings.redis_url,
-        stream_name=res.settings.stream_name,
-        relay_grace_seconds=0.001,
-    )
+    settings = msgspec.structs.replace(res.settings, relay_grace_seconds=0.001)
     return {"resources": msgspec.structs.replace(res, settings=settings)}
 
 
@@ -147,9 +142,9 @@ async def test_a_relay_repeat_is_recorded_once(client, host, stream_name, worker
 
 
 async def test_an_entry_abandoned_between_read_and_ack_is_claimed_and_counted_once(
-    database_url, redis_url, stream_name, client, host, redis_client, db
+    settings_with, stream_name, client, host, redis_client, db
 ) -> None:
-    settings = make_settings(database_url, redis_url, stream_name=stream_name, claim_idle_seconds=0.2)
+    settings = settings_with(claim_idle_seconds=0.2)
     today = datetime.now(UTC).date()
     before = await db.fetchval("SELECT rooms_created FROM daily_room_stats WHERE day = $1", today) or 0
     code = (await client.post("/rooms", headers=host)).json()["roomId"]
@@ -186,11 +181,9 @@ async def test_an_unreadable_entry_goes_to_the_dead_letter_stream(worker_res, st
 
 
 async def test_an_entry_delivered_too_often_is_dead_lettered(
-    database_url, redis_url, stream_name, client, host, redis_client
+    settings_with, stream_name, client, host, redis_client
 ) -> None:
-    settings = make_settings(
-        database_url, redis_url, stream_name=stream_name, claim_idle_seconds=0.05, max_deliveries=2
-    )
+    settings = settings_with(claim_idle_seconds=0.05, max_deliveries=2)
     await client.post("/rooms", headers=host)
     async with worker_resources(settings) as res:
         consumer = HistoryConsumer(res, name="unlucky", block_ms=10)

@@ -30,8 +30,8 @@ async def via_redis_proxy(database_url, redis_url, redis_proxy) -> AsyncIterator
 
 
 @pytest.fixture
-async def via_postgres_proxy(database_url, redis_url, postgres_proxy) -> AsyncIterator[AsyncTestClient]:
-    settings = make_settings(postgres_url_via(database_url, postgres_proxy), redis_url)
+async def via_postgres_proxy(database_url, settings_with, postgres_proxy) -> AsyncIterator[AsyncTestClient]:
+    settings = settings_with(database_url=postgres_url_via(database_url, postgres_proxy))
     async with AsyncTestClient(app=create_app(settings)) as client:
         yield client
 
@@ -140,10 +140,10 @@ async def test_postgres_down_answers_503_quickly_but_cached_rooms_still_validate
 
 
 async def test_postgres_down_at_start_the_service_starts_and_recovers(
-    database_url, redis_url, postgres_proxy, host
+    database_url, settings_with, postgres_proxy, host
 ) -> None:
     postgres_proxy.set_mode(Mode.REFUSE)
-    settings = make_settings(postgres_url_via(database_url, postgres_proxy), redis_url)
+    settings = settings_with(database_url=postgres_url_via(database_url, postgres_proxy))
     async with AsyncTestClient(app=create_app(settings)) as client:
         assert (await client.get("/health/live")).status_code == 200
         assert (await client.get("/health/ready")).status_code == 503

@@ -65,15 +65,15 @@ async def test_create_honours_max_participants(client, host, redis_client) -> No
     assert cached["maxParticipants"] == 3
 
 
-async def test_a_raised_limit_allows_larger_rooms(database_url, redis_url, host) -> None:
-    settings = Settings(database_url=database_url, redis_url=redis_url, max_participants_limit=50)
+async def test_a_raised_limit_allows_larger_rooms(settings_with, host) -> None:
+    settings = settings_with(max_participants_limit=50)
     async with AsyncTestClient(app=create_app(settings)) as client:
         assert (await create(client, host, maxParticipants=50))["maxParticipants"] == 50
         assert (await client.post("/rooms", headers=host, json={"maxParticipants": 51})).status_code == 422
 
 
-async def test_room_lifetime_comes_from_settings(database_url, redis_url, host, redis_client) -> None:
-    settings = Settings(database_url=database_url, redis_url=redis_url, room_ttl_seconds=600)
+async def test_room_lifetime_comes_from_settings(settings_with, host, redis_client) -> None:
+    settings = settings_with(room_ttl_seconds=600)
     async with AsyncTestClient(app=create_app(settings)) as client:
         body = await create(client, host)
     lifetime = datetime.fromisoformat(body["expiresAt"]) - datetime.fromisoformat(body["createdAt"])
@@ -210,7 +210,7 @@ async def test_codes_are_normalised(client, host, spelling) -> None:
         "x" * 500,
     ],
 )
-async def test_malformed_codes_are_refused_without_a_lookup(settings, host, raw, redis_url) -> None:
+async def test_malformed_codes_are_refused_without_a_lookup(host, raw) -> None:
     # Redis and Postgres addresses that refuse connections: a lookup would show up as a 503.
     unreachable = Settings(database_url="postgresql://postgres@127.0.0.1:1/none", redis_url="redis://127.0.0.1:1/0")
     async with AsyncTestClient(app=create_app(unreachable)) as client:

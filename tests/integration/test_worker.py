@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from common.jobs import RESTORE_ROOM_CACHE, restore_job_id
-from common.redis.client import create_redis
+from common.redis.client import close_redis, create_queue_redis
 from common.redis.keys import room_key
 from tests.support.faultproxy import Mode, redis_url_via
 from tests.support.settings import make_settings
@@ -20,23 +20,23 @@ from worker.schedule import worker_settings
 
 async def run_burst(res, queue_name: str) -> Worker:
     """Run the queued jobs of `queue_name` with the service's own arq settings, then return."""
-    queue = create_redis(res.settings, 5, ArqRedis)
+    queue = create_queue_redis(res.settings, 5, ArqRedis)
     options = {**worker_settings(res), "cron_jobs": []}  # only what was queued, not the periodic jobs
     worker = Worker(**options, redis_pool=queue, queue_name=queue_name, burst=True, poll_delay=0, handle_signals=False)
     try:
         await worker.main()
     finally:
-        await queue.aclose()
+        await close_redis(queue)
     return worker
 
 
 async def enqueue_restore(res, queue_name: str, room_id: str) -> None:
-    queue = create_redis(res.settings, 5, ArqRedis)
+    queue = create_queue_redis(res.settings, 5, ArqRedis)
     queue.default_queue_name = queue_name
     try:
         await queue.enqueue_job(RESTORE_ROOM_CACHE, room_id, _job_id=restore_job_id(room_id))
     finally:
-        await queue.aclose()
+        await close_redis(queue)
 
 
 async def test_restore_job_puts_a_live_room_back(client, host, worker_res, redis_client) -> None:

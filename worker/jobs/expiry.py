@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from common.db import outbox, rooms
+from common.db.outbox import Outboxed
 from common.db.pool import connection
 from worker.resources import WorkerResources
 
@@ -24,9 +26,9 @@ async def expire_rooms(ctx: dict[str, Any]) -> int:
     res: WorkerResources = ctx["resources"]
     timeout = res.settings.worker_db_timeout_seconds
 
-    async def mark(outbox_ids: list[int]) -> None:
+    async def mark(changes: Sequence[Outboxed]) -> None:
         async with connection(res.pool, timeout) as conn:
-            await outbox.mark_published(conn, outbox_ids)
+            await outbox.mark_published(conn, changes)
 
     ended = 0
     while True:

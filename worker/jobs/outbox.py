@@ -4,11 +4,14 @@ back; rows the stream no longer holds go."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from common.db import idempotency, outbox
+from common.db.outbox import Outboxed
 from common.db.pool import Connection, connection
+from common.db.primaries import note_primaries
+from common.redis.client import primary_run_ids
 from worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -22,21 +25,27 @@ _PRUNE_BATCH = 10_000
 async def relay_outbox(ctx: dict[str, Any]) -> int:
     """Publish unpublished outbox rows, oldest first; returns how many. Runs every second (cron).
 
-    What the API could not do after commit, the relay does now, cache first as always.
+    What the API could not do after commit, the relay does now, cache first as always. It first looks
+    at which Redis primaries it publishes to: after a failover or a restart, the events of the last
+    moments before it are published again (see `note_primaries`).
     """
     res: WorkerResources = ctx["resources"]
     settings = res.settings
     relayed = 0
+    first = True
     while True:
         async with connection(res.pool, settings.worker_db_timeout_seconds) as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
                 return relayed  # another worker is relaying
+            if first and not await _check_primaries(conn, res):
+                return relayed  # Redis is unavailable: nothing can be published now
+            first = False
             batch = await outbox.unpublished_events(conn, settings.relay_grace_seconds, _BATCH)
             if not batch:
                 return relayed
 
-            async def mark(outbox_ids: list[int], conn: Connection = conn) -> None:
-                await outbox.mark_published(conn, outbox_ids)  # in the transaction that holds the lock
+            async def mark(changes: Sequence[Outboxed], conn: Connection = conn) -> None:
+                await outbox.mark_published(conn, changes)  # in the transaction that holds the lock
 
             if not await res.publisher.publish(batch, mark):
                 log.info("Redis unavailable; %d+ events wait in the outbox", len(batch))
@@ -45,6 +54,22 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
         log.info("relayed %d events from the outbox", len(batch))
         if len(batch) < _BATCH:
             return relayed
+
+
+async def _check_primaries(conn: Connection, res: WorkerResources) -> bool:
+    """Note the Redis primaries; False if Redis could not say which they are."""
+    run_ids = await res.guarded.call(primary_run_ids, default=None)
+    if run_ids is None:
+        return False
+    replay = res.settings.stream_replay_seconds
+    if republished := await note_primaries(conn, ",".join(run_ids), replay):
+        log.warning(
+            "Redis primaries changed (a failover or a restart): %d events published in the %d s before "
+            "are published again",
+            republished,
+            replay,
+        )
+    return True
 
 
 async def prune_outbox(ctx: dict[str, Any]) -> int:
