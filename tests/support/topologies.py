@@ -117,7 +117,13 @@ def _node_args(port: int) -> list[str]:
 @dataclass
 class ClusterTopology:
     masters: list[Server]
-    replicas: list[Server]
+    replicas: list[Server]  # replicas[i] replicates masters[i]
+
+    @property
+    def slots(self) -> list[range]:
+        """The slots each master serves, in the order of `masters`."""
+        share = _SLOTS // 3
+        return [range(i * share, _SLOTS if i == 2 else (i + 1) * share) for i in range(3)]
 
     @property
     def url(self) -> str:
@@ -156,10 +162,8 @@ def redis_cluster(workdir: Path, node_timeout_ms: int = 1000) -> Iterator[Cluste
     try:
         for server in servers:
             server.start()
-        share = _SLOTS // 3
-        for i, master in enumerate(topology.masters):
-            last = _SLOTS - 1 if i == 2 else (i + 1) * share - 1
-            master.client().execute_command("CLUSTER", "ADDSLOTSRANGE", i * share, last)
+        for master, slots in zip(topology.masters, topology.slots, strict=True):
+            master.client().execute_command("CLUSTER", "ADDSLOTSRANGE", slots.start, slots.stop - 1)
         first = servers[0].client()
         for server in servers[1:]:
             first.execute_command("CLUSTER", "MEET", "127.0.0.1", server.port)
