@@ -5,26 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import ROOMSERVICE, environment, free_port
-
-
-def wait_until_ready(port: int, process: subprocess.Popen[bytes], within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the service exited during start-up"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("the service did not become ready")
+from tests.support.processes import ROOMSERVICE, environment, free_port, wait_until_ready
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:
@@ -43,6 +29,14 @@ def test_a_bad_setting_stops_the_process_with_its_name() -> None:
     )
     assert result.returncode == 2
     assert "ROOMS_PORT" in result.stderr
+
+
+def test_cluster_mode_refuses_to_start_without_a_queue_redis() -> None:
+    env = environment(database_url="postgresql://x/y", redis_mode="cluster", redis_url="redis://127.0.0.1:7001")
+    result = subprocess.run([*ROOMSERVICE, "worker"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "ROOMS_QUEUE_REDIS_URL is required in cluster mode" in result.stderr
+    assert "hash slots" in result.stderr  # and why
 
 
 def test_serve_needs_the_database_url() -> None:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
+import pytest
 
 ROOMSERVICE = [sys.executable, "-m", "roomservice"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,3 +28,16 @@ def environment(**rooms: str) -> dict[str, str]:
     env.update({f"ROOMS_{k.upper()}": v for k, v in rooms.items()})
     env["PYTHONPATH"] = str(REPO_ROOT)
     return env
+
+
+def wait_until_ready(port: int, process: subprocess.Popen[bytes], within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the service exited during start-up"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("the service did not become ready")

@@ -44,3 +44,55 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"ROOMS_REDIS_MODE": "replicated"}, "ROOMS_REDIS_MODE"),
+        ({"ROOMS_REDIS_MODE": "sentinel", "ROOMS_REDIS_SENTINEL_MASTER": "rooms"}, "ROOMS_REDIS_SENTINELS is required"),
+        (
+            {"ROOMS_REDIS_MODE": "sentinel", "ROOMS_REDIS_SENTINELS": "s1:26379"},
+            "ROOMS_REDIS_SENTINEL_MASTER is required",
+        ),
+        (
+            {
+                "ROOMS_REDIS_MODE": "sentinel",
+                "ROOMS_REDIS_SENTINELS": "s1:26379,s2",
+                "ROOMS_REDIS_SENTINEL_MASTER": "m",
+            },
+            "'s2' is not host:port",
+        ),
+        ({"ROOMS_REDIS_MODE": "cluster", "ROOMS_REDIS_URL": "redis://r1:7001"}, "ROOMS_QUEUE_REDIS_URL is required"),
+        (
+            {"ROOMS_REDIS_MODE": "cluster", "ROOMS_REDIS_URL": "r1:7001", "ROOMS_QUEUE_REDIS_URL": "redis://q"},
+            "ROOMS_REDIS_URL must be redis://host:port",
+        ),
+        ({"ROOMS_REDIS_URL": "redis://a:1,b:2"}, "ROOMS_REDIS_URL must be one"),
+        ({"ROOMS_QUEUE_REDIS_URL": "http://q"}, "ROOMS_QUEUE_REDIS_URL must be one"),
+    ],
+)
+def test_redis_topologies_are_checked_at_start(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(environ)
+
+
+def test_redis_topologies_are_read() -> None:
+    sentinel = load_settings(
+        {
+            "ROOMS_REDIS_MODE": "sentinel",
+            "ROOMS_REDIS_SENTINELS": "s1:26379, s2:26380",
+            "ROOMS_REDIS_SENTINEL_MASTER": "rooms",
+        }
+    )
+    assert sentinel.sentinel_addresses == [("s1", 26379), ("s2", 26380)]
+    assert sentinel.redis_configured
+    cluster = load_settings(
+        {
+            "ROOMS_REDIS_MODE": "cluster",
+            "ROOMS_REDIS_URL": "redis://user:pw@r1:7001,r2:7002",
+            "ROOMS_QUEUE_REDIS_URL": "redis://queue:6379/0",
+        }
+    )
+    assert cluster.cluster_nodes == [("r1", 7001), ("r2", 7002)]
+    assert not load_settings({}).redis_configured
