@@ -82,10 +82,10 @@ _STANDALONE_ONLY = {"redis_proxy", "own_redis"}
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "redis_mode" in metafunc.fixturenames:
-        standalone = _STANDALONE_ONLY & set(metafunc.fixturenames) or metafunc.definition.get_closest_marker(
-            "standalone"
+        once = bool(_STANDALONE_ONLY & set(metafunc.fixturenames)) or bool(
+            metafunc.definition.get_closest_marker("one_topology")
         )
-        metafunc.parametrize("redis_mode", ["standalone"] if standalone else REDIS_MODES, indirect=True)
+        metafunc.parametrize("redis_mode", ["standalone"] if once else REDIS_MODES, indirect=True)
 
 
 @pytest.fixture

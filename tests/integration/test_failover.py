@@ -27,7 +27,7 @@ from common.redis.client import close_redis, create_redis
 from common.redis.keys import ended_room_key, room_key
 from common.rooms.events import from_stream_fields
 from common.settings import Settings
-from tests.support.topologies import SENTINEL_MASTER, Server, redis_cluster, redis_sentinel
+from tests.support.topologies import SENTINEL_MASTER, ClusterTopology, Server, redis_cluster, redis_sentinel
 from tests.support.waiting import eventually
 from worker.jobs.outbox import relay_outbox
 from worker.resources import WorkerResources, worker_resources
@@ -260,3 +260,44 @@ def _replication(server: Server) -> dict[str, object]:
 
 def _role(server: Server) -> object:
     return _replication(server)["role"]
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[ClusterTopology]:
+    with redis_cluster(tmp_path / "cluster") as cluster:
+        yield cluster
+
+
+def move_slot(cluster: ClusterTopology, slot: int) -> Server:
+    """Move `slot`, with its keys, from the master that serves it to another, as a resharding does
+    (CLUSTER SETSLOT IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE). Returns the new owner."""
+    source = next(m for m, slots in zip(cluster.masters, cluster.slots, strict=True) if slot in slots)
+    target = next(m for m in cluster.masters if m is not source)
+    source_id, target_id = (m.client().execute_command("CLUSTER", "MYID").decode() for m in (source, target))
+    target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    while keys := source.client().execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        source.client().execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+    for master in cluster.masters:
+        master.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    return target
+
+
+@pytest.mark.one_topology
+async def test_a_moved_slot_is_followed_without_an_outage(
+    own_cluster: ClusterTopology, settings_with, redis_url, host
+) -> None:
+    settings = settings_with(redis_mode="cluster", redis_url=own_cluster.url, queue_redis_url=redis_url)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        code = (await client.post("/rooms", headers=host)).json()["roomId"]
+        target = await asyncio.to_thread(move_slot, own_cluster, key_slot(room_key(code).encode()))
+
+        assert (await client.get(f"/rooms/{code}")).status_code == 200
+        patched = await client.patch(f"/rooms/{code}", headers=host, json={"maxParticipants": 3})
+        assert patched.status_code == 200
+        metrics = (await client.get("/metrics")).text
+
+    # The room's keys live on the new owner, written there after the move; Redis never looked down.
+    assert b'"maxParticipants":3' in bytes(target.client().get(room_key(code)))  # type: ignore[arg-type]
+    assert "roomservice_cache_errors_total 0" in metrics
+    assert "roomservice_database_lookups_total 0" in metrics  # the GET was a cache hit
