@@ -68,6 +68,23 @@ async def drop_database(server_url: str, name: str) -> None:
         await conn.close()
 
 
+@pytest.fixture(autouse=True)
+def forget_redis_primaries(request: pytest.FixtureRequest) -> None:
+    """The suite's tests share one outbox but publish to Redis servers of their own choosing: forget
+    which primaries an earlier test published to, so that a test's first relay does not take the
+    change of servers for a failover and publish the suite's recent events again."""
+    if "database_url" in request.fixturenames:
+        asyncio.run(_forget_redis_primaries(request.getfixturevalue("database_url")))
+
+
+async def _forget_redis_primaries(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await conn.execute("DELETE FROM redis_primaries")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def stream_name() -> str:
     """A room event stream of the test's own, so tests never see each other's events."""
@@ -102,7 +119,9 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str) 
     if given:
         yield given
         return
-    with redis_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+    # Failover timeouts longer than the failover tests' own: a node slowed by a busy machine is not
+    # taken for dead in the middle of the suite.
+    with redis_cluster(tmp_path_factory.mktemp("cluster"), node_timeout_ms=5000) as cluster:
         yield cluster.url
 
 
@@ -114,7 +133,7 @@ def redis_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     if given:
         yield given, os.environ.get("ROOMS_TEST_REDIS_SENTINEL_MASTER", SENTINEL_MASTER)
         return
-    with redis_sentinel(tmp_path_factory.mktemp("sentinel")) as topology:
+    with redis_sentinel(tmp_path_factory.mktemp("sentinel"), down_after_ms=5000) as topology:
         yield topology.addresses, SENTINEL_MASTER
 
 

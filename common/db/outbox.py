@@ -9,6 +9,7 @@ from typing import NamedTuple
 import asyncpg
 
 from common.db.pool import Connection, deleted_count
+from common.db.primaries import GENERATION, GENERATION_FENCE
 from common.rooms.events import RoomEvent, decode_data
 
 
@@ -47,20 +48,26 @@ def outboxed_from_row(row: asyncpg.Record) -> Outboxed:
 PUBLISH_NOW = "NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = $1 AND e.published_at IS NULL)"
 
 
-_MARK_PUBLISHED = """
+# A mark waits for a change of primaries being recorded to commit (the fence), then is refused if its
+# generation is no longer the current one: the event may be missing there, and is published again.
+_MARK_PUBLISHED = f"""
 UPDATE room_events e SET published_at = now()
 FROM unnest($1::bigint[], $2::bigint[]) AS m(id, generation)
-WHERE e.id = m.id AND e.published_at IS NULL AND m.generation = redis_generation()
+WHERE e.id = m.id AND e.published_at IS NULL AND m.generation = {GENERATION_FENCE}
 """
 
 
-async def mark_published(conn: Connection, changes: Sequence[Outboxed]) -> None:
-    """Mark the rows of events now on the stream, unless the primaries changed since they were read."""
-    await conn.execute(_MARK_PUBLISHED, [c.outbox_id for c in changes], [c.generation for c in changes])
+async def mark_published(conn: Connection, marks: Sequence[tuple[int, int]]) -> None:
+    """Mark the rows, given as (outbox id, generation), of events now on the stream."""
+    await conn.execute(_MARK_PUBLISHED, [outbox_id for outbox_id, _ in marks], [gen for _, gen in marks])
 
 
-_UNPUBLISHED = """
-SELECT id AS outbox_id, event_id, type, room_id, version, occurred_at, data, redis_generation() AS generation
+def marks_of(changes: Sequence[Outboxed]) -> list[tuple[int, int]]:
+    return [(change.outbox_id, change.generation) for change in changes]
+
+
+_UNPUBLISHED = f"""
+SELECT id AS outbox_id, event_id, type, room_id, version, occurred_at, data, {GENERATION} AS generation
 FROM room_events
 WHERE published_at IS NULL AND occurred_at < now() - make_interval(secs => $1)
 ORDER BY id

@@ -12,6 +12,7 @@ from uuid import UUID
 from common.db.idempotency import LIVE_KEY
 from common.db.outbox import PUBLISH_NOW, Outboxed, outboxed_from_row
 from common.db.pool import Connection
+from common.db.primaries import GENERATION
 from common.db.room_rows import LIVE, ROOM_COLUMNS, room_from_row, stored_room_from_row
 from common.rooms.model import Room, RoomStatus, StoredRoom
 
@@ -46,7 +47,7 @@ WITH claim AS (
     SELECT 'room.created', room_id, version, created_at, data FROM room
     RETURNING id AS outbox_id, event_id, type, occurred_at
 )
-SELECT room.*, event.*, redis_generation() AS generation FROM room, event
+SELECT room.*, event.*, {GENERATION} AS generation FROM room, event
 """
 
 
@@ -119,7 +120,7 @@ WITH room AS (
     SELECT 'room.updated', room_id, version, data FROM room
     RETURNING id AS outbox_id, event_id, type, occurred_at
 )
-SELECT room.*, event.*, {PUBLISH_NOW} AS publish_now, redis_generation() AS generation
+SELECT room.*, event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
 FROM room, event
 """
 
@@ -149,7 +150,7 @@ WITH ended AS (
     SELECT 'room.ended', room_id, version, data FROM ended
     RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data
 )
-SELECT event.*, {PUBLISH_NOW} AS publish_now, redis_generation() AS generation
+SELECT event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
 FROM event
 """
 
@@ -176,7 +177,7 @@ async def live_rooms_after(conn: Connection, after_room_id: str, limit: int) -> 
 
 # Rooms past their lifetime end, each with its `room.ended` event, in one statement. SKIP LOCKED lets
 # several workers expire at once without waiting on each other.
-_EXPIRE_ROOMS = """
+_EXPIRE_ROOMS = f"""
 WITH ended AS (
     UPDATE meetings m SET is_active = false, version = m.version + 1
     WHERE m.id IN (
@@ -190,7 +191,7 @@ WITH ended AS (
 )
 INSERT INTO room_events (type, room_id, version, data)
 SELECT 'room.ended', room_id, version, data FROM ended
-RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, redis_generation() AS generation
+RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, {GENERATION} AS generation
 """
 
 

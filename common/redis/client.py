@@ -15,7 +15,7 @@ import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from common.metrics import Metrics
 from common.redis.breaker import CircuitBreaker
@@ -30,8 +30,9 @@ R = TypeVar("R", bound=redis.Redis)
 RedisClient: TypeAlias = "redis.Redis | RedisCluster"
 AnyPipeline: TypeAlias = "Pipeline | ClusterPipeline"
 
-# What a guarded call counts as "Redis is unavailable": anything else is a bug and propagates.
-REDIS_UNAVAILABLE = (RedisError, OSError, TimeoutError)
+# What a guarded call counts as "Redis is unavailable": anything else is a bug and propagates. (A
+# cluster client that reaches no node says so with RedisClusterException, which is not a RedisError.)
+REDIS_UNAVAILABLE = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 def create_redis(settings: Settings, timeout: float, *, bounded_by_caller: bool = False) -> RedisClient:
@@ -129,6 +130,7 @@ class GuardedRedis:
         self._breaker = CircuitBreaker(settings.redis_breaker_threshold, settings.redis_retry_seconds)
         self._metrics = metrics
         self._scripts = {script.sha: script for script in scripts}
+        self._seeds = settings.cluster_nodes if settings.redis_mode == "cluster" else []
 
     @property
     def available(self) -> bool:
@@ -140,9 +142,17 @@ class GuardedRedis:
         if not self._breaker.allow():
             self._metrics.incr("cache_skipped_total")
             return default
+        recovering = self._breaker.is_open
+        if recovering and isinstance(self._client, RedisCluster):
+            _restore_seeds(self._client, self._seeds)
         try:
             async with asyncio.timeout(self._timeout):
                 result = await command(self._client)
+                if recovering:
+                    # Redis is back, perhaps as a promoted replica or a restarted server that has
+                    # never seen the scripts: load them before a pipeline could meet NOSCRIPT after
+                    # its later commands ran (the event before its cache write).
+                    await self._load_scripts(self._client)
         except REDIS_UNAVAILABLE:
             self._breaker.record_failure()
             self._metrics.incr("cache_errors_total")
@@ -203,22 +213,39 @@ class GuardedRedis:
 
     async def load_scripts(self) -> None:
         """Load the scripts now (best effort), so that the first writes need no second round trip."""
+        await self.call(self._load_scripts, default=None)
+
+    async def _load_scripts(self, client: RedisClient) -> None:
         for script in self._scripts.values():
-            await self.call(_loader(script), default=None)
+            await client.script_load(script.source)  # on every primary of a cluster
 
     async def ping(self) -> bool:
         """Whether Redis answers now. Goes through the breaker, so it also serves as its probe."""
         return bool(await self.call(lambda client: client.ping(), default=False))
 
 
-async def primary_run_ids(client: RedisClient) -> list[str]:
-    """The run ids of the primaries that hold the data: the one server's, or every master's of a
-    cluster. A failover (a replica promoted) or a restart changes them."""
+async def primaries_identity(client: RedisClient) -> str:
+    """Who the primaries that hold the data are: `run_id:master_replid` of the one server, or of every
+    master of a cluster. A restart changes the run id, a promotion the replication id."""
     if isinstance(client, RedisCluster):
-        infos: dict[str, Any] = await client.info("server", target_nodes=RedisCluster.PRIMARIES)
-        return sorted(str(info["run_id"]) for info in ([infos] if "run_id" in infos else infos.values()))
-    info = await client.info("server")
-    return [str(info["run_id"])]
+        infos: dict[str, Any] = await client.info(target_nodes=RedisCluster.PRIMARIES)
+        found = [infos] if "run_id" in infos else list(infos.values())
+    else:
+        found = [await client.info()]
+    return ",".join(sorted(f"{info['run_id']}:{info['master_replid']}" for info in found))
+
+
+def _restore_seeds(client: RedisCluster, seeds: Sequence[tuple[str, int]]) -> None:
+    """Put the configured nodes back among those the client discovers the cluster from.
+
+    redis-py drops a node from that list when a command to it fails to connect, and does not put it
+    back: after an outage of the whole cluster the list can be empty, and the client would never
+    find the cluster again without this.
+    """
+    manager = client.nodes_manager
+    for host, port in seeds:
+        node = ClusterNode(host, port, **manager.connection_kwargs)
+        manager.startup_nodes.setdefault(node.name, node)
 
 
 def _queued(pipe: AnyPipeline) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
@@ -226,7 +253,3 @@ def _queued(pipe: AnyPipeline) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     if isinstance(pipe, ClusterPipeline):
         return [(command.args, dict(command.kwargs)) for command in pipe._command_stack]
     return [(args, dict(options)) for args, options in pipe.command_stack]
-
-
-def _loader(script: LuaScript) -> Callable[[RedisClient], Awaitable[str]]:
-    return lambda client: client.script_load(script.source)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from common.db import outbox
-from common.db.outbox import Outboxed
+from common.db.outbox import Outboxed, marks_of
 from common.db.pool import Pool, connection
 from common.errors import DatabaseUnavailable
 from common.redis.room_cache import RoomCache
@@ -70,11 +70,11 @@ class DeferredMarks:
     def __init__(self, pool: Pool, timeout: float) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._pending: list[Outboxed] = []
+        self._pending: list[tuple[int, int]] = []  # (outbox id, generation)
 
     async def add(self, changes: Sequence[Outboxed]) -> None:
         """A `Mark` for `Publisher.publish`: the rows are marked by the next `flush`."""
-        self._pending.extend(changes)
+        self._pending.extend(marks_of(changes))
 
     async def flush(self) -> None:
         """Mark what is pending. Never raises: a batch that could not be marked is kept (bounded) for

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import msgspec
 import pytest
 import redis.asyncio as redis
@@ -23,7 +24,8 @@ from litestar.testing import AsyncTestClient
 from redis.crc import key_slot
 
 from api.app import create_app
-from common.redis.client import close_redis, create_redis
+from common.db.outbox import mark_published
+from common.redis.client import REDIS_UNAVAILABLE, close_redis, create_redis
 from common.redis.keys import ended_room_key, room_key
 from common.rooms.events import from_stream_fields
 from common.settings import Settings
@@ -177,10 +179,12 @@ async def test_a_failover_under_load_loses_no_event(failover: Failover, database
         doomed = [await room_on_the_failing_primary() for _ in range(5)]
         await eventually(lambda: _replica_caught_up(failover), 10, "the replica to catch up")
 
+        # As the relay's cron does every second: it knows the primaries. (Not while the load runs:
+        # this test client answers requests on the test's own thread, which the relay needs too.)
+        async with worker_resources(settings) as res:
+            await relay_until_done(res)
         load = [asyncio.create_task(create_and_end()) for _ in range(4)]
         await asyncio.sleep(1.0)
-        async with worker_resources(settings) as res:
-            await relay_until_done(res)  # as the relay's cron does every second: it knows the primaries
 
         # The replica stops reading; what the primary sends it from now on never arrives: a large
         # value fills the socket buffers, and the writes after it stay in the primary's memory.
@@ -192,6 +196,11 @@ async def test_a_failover_under_load_loses_no_event(failover: Failover, database
             for code in doomed:
                 assert (await client.delete(f"/rooms/{code}", headers=host)).status_code == 204
             await asyncio.sleep(0.3)  # acknowledged by the primary, marked published by the API
+            marked = await db.fetchval(
+                "SELECT count(*) FROM room_events WHERE type = 'room.ended' AND room_id = any($1) "
+                "AND published_at IS NOT NULL",
+                doomed,
+            )
             failover.primary.kill()
         finally:
             failover.replica.process.send_signal(signal.SIGCONT)
@@ -211,6 +220,11 @@ async def test_a_failover_under_load_loses_no_event(failover: Failover, database
             await asyncio.sleep(0.5)
             stop.set()
             await asyncio.gather(*load)
+
+            # The test is what it says: the ends were published, and the promoted replica lacks them.
+            assert marked == len(doomed)
+            assert not await inspect.exists(*(ended_room_key(code) for code in doomed))
+            assert await inspect.exists(*(room_key(code) for code in doomed)) == len(doomed)
 
             async with worker_resources(settings) as res:
                 await relay_until_done(res)
@@ -301,3 +315,67 @@ async def test_a_moved_slot_is_followed_without_an_outage(
     assert b'"maxParticipants":3' in bytes(target.client().get(room_key(code)))  # type: ignore[arg-type]
     assert "roomservice_cache_errors_total 0" in metrics
     assert "roomservice_database_lookups_total 0" in metrics  # the GET was a cache hit
+
+
+@pytest.mark.one_topology
+async def test_a_mark_racing_a_change_of_primaries_is_refused(client, host, db, database_url) -> None:
+    """A mark read under the old generation must not land once the relay has recorded new primaries:
+    the event may be missing there, and the replay must find its row unpublished."""
+    code = (await client.post("/rooms", headers=host)).json()["roomId"]
+    outbox_id = await db.fetchval("SELECT id FROM room_events WHERE room_id = $1", code)
+    await db.execute("UPDATE room_events SET published_at = NULL WHERE id = $1", outbox_id)
+    await db.execute(
+        "INSERT INTO redis_primaries (identity, generation, seen_at) VALUES ('old', 7, now()) "
+        "ON CONFLICT (singleton) DO UPDATE SET identity = 'old', generation = 7"
+    )
+    relay = await asyncpg.connect(database_url, timeout=10)
+    marker = await asyncpg.connect(database_url, timeout=10)
+    try:
+        recording = relay.transaction()
+        await recording.start()
+        await relay.execute("SELECT * FROM redis_primaries FOR UPDATE")  # as note_primaries does
+        # Read under generation 7. (A plain connection: the statement is the same as through a pool.)
+        mark = asyncio.create_task(mark_published(marker, [(outbox_id, 7)]))  # type: ignore[arg-type]
+        await asyncio.sleep(0.3)
+        assert not mark.done(), "the mark did not wait for the change being recorded"
+        await relay.execute("UPDATE redis_primaries SET identity = 'new', generation = 8")
+        await recording.commit()
+        await asyncio.wait_for(mark, 5)
+    finally:
+        await relay.close()
+        await marker.close()
+    assert await db.fetchval("SELECT published_at FROM room_events WHERE id = $1", outbox_id) is None
+
+
+@pytest.mark.one_topology
+async def test_a_cluster_back_from_a_full_outage_is_found_again(
+    own_cluster: ClusterTopology, settings_with, redis_url, host
+) -> None:
+    settings = settings_with(
+        redis_mode="cluster", redis_url=own_cluster.url, queue_redis_url=redis_url, redis_retry_seconds=0.2
+    )
+    nodes = [*own_cluster.masters, *own_cluster.replicas]
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        codes = [(await client.post("/rooms", headers=host)).json()["roomId"] for _ in range(9)]
+        for node in nodes:
+            node.kill()
+        for _ in range(3):  # every master's rooms asked for while none answers: from Postgres alone
+            for code in codes:
+                assert (await client.get(f"/rooms/{code}")).status_code == 200
+            await asyncio.sleep(0.3)
+        assert (await client.post("/rooms", headers=host)).status_code == 201
+
+        for node in nodes:  # the same ports and cluster configuration, no data
+            await asyncio.to_thread(node.start)
+        inspect = create_redis(settings, 5)
+        try:
+
+            async def cache_writes_back() -> bool:
+                code = (await client.post("/rooms", headers=host)).json()["roomId"]
+                with contextlib.suppress(*REDIS_UNAVAILABLE):
+                    return bool(await inspect.exists(room_key(code)))
+                return False
+
+            await eventually(cache_writes_back, 20, "cache writes after the whole cluster came back")
+        finally:
+            await close_redis(inspect)

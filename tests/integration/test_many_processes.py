@@ -4,7 +4,9 @@ SIGKILL and started again: every event is recorded once, and the daily figures a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -42,19 +44,31 @@ class Fleet:
         return self._start(["worker"], self.env, f"worker-{index}")
 
     def _start(self, command: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+        # A session of its own: `serve` runs granian's worker processes under it, and a kill takes
+        # them all, as when a container or a machine dies.
         with (self.logs / f"{name}.log").open("ab") as log:
-            return subprocess.Popen([*ROOMSERVICE, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
+            return subprocess.Popen(
+                [*ROOMSERVICE, *command], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    @staticmethod
+    def kill(process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL to the process and everything it started."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def stop_all(self) -> None:
         for process in [*self.apis, *self.workers]:
-            if process.poll() is None:
-                process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         for process in [*self.apis, *self.workers]:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                self.kill(process)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything of the group still there
 
 
 @pytest.fixture
@@ -102,10 +116,8 @@ async def test_two_apis_and_two_workers_killed_under_load_record_every_event_onc
 
         clients = [asyncio.create_task(load(port)) for port in fleet.api_ports for _ in range(3)]
         await asyncio.sleep(LOAD_SECONDS / 3)
-        fleet.workers[0].kill()  # SIGKILL: its batch in hand stays pending, to be claimed by the other
-        fleet.apis[1].kill()  # its published-but-unmarked events are relayed again
-        fleet.workers[0].wait()
-        fleet.apis[1].wait()
+        fleet.kill(fleet.workers[0])  # its batch in hand stays pending, to be claimed by the other
+        fleet.kill(fleet.apis[1])  # its published but unmarked events are relayed again
         await asyncio.sleep(LOAD_SECONDS / 3)
         fleet.workers[0] = fleet.start_worker(0)
         fleet.apis[1] = await asyncio.to_thread(fleet.start_api, 1)

@@ -21,8 +21,9 @@ import redis
 
 SENTINEL_MASTER = "rooms"
 _SLOTS = 16384
-# A cluster node's bus listens on its port + 10000: ports stay below 55535.
-_PORTS = range(20000, 45000)
+# A cluster node's bus listens on its port + 10000. Both stay below Linux's ephemeral ports (32768
+# and up), which outgoing connections take.
+_PORTS = range(10000, 22000)
 
 
 def valkey_binary() -> str:

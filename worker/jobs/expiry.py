@@ -28,7 +28,7 @@ async def expire_rooms(ctx: dict[str, Any]) -> int:
 
     async def mark(changes: Sequence[Outboxed]) -> None:
         async with connection(res.pool, timeout) as conn:
-            await outbox.mark_published(conn, changes)
+            await outbox.mark_published(conn, outbox.marks_of(changes))
 
     ended = 0
     while True:

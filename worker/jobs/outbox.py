@@ -10,8 +10,8 @@ from typing import Any
 from common.db import idempotency, outbox
 from common.db.outbox import Outboxed
 from common.db.pool import Connection, connection
-from common.db.primaries import note_primaries
-from common.redis.client import primary_run_ids
+from common.db.primaries import note_primaries, unmark_replay_batch
+from common.redis.client import primaries_identity
 from worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 _RELAY_LOCK = 0x52656C61  # "Rela"
 _BATCH = 500
 _PRUNE_BATCH = 10_000
+# Events of a replay window made unpublished again per run: above the event rate at peak, so that a
+# replay ends, and a short statement (about a third of a second).
+_REPLAY_BATCH = 20_000
 
 
 async def relay_outbox(ctx: dict[str, Any]) -> int:
@@ -31,21 +34,26 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
     """
     res: WorkerResources = ctx["resources"]
     settings = res.settings
+    identity = await res.guarded.call(primaries_identity, default=None)
+    if identity is None:
+        return 0  # Redis is unavailable: nothing can be published now
+    # A short transaction of its own, with no Redis call in it: the primaries' row, which the marks
+    # of every API process wait for, stays locked no longer than two statements.
+    async with connection(res.pool, settings.worker_db_timeout_seconds) as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
+            return 0  # another worker is relaying
+        await _note_primaries(conn, identity, settings.stream_replay_seconds)
     relayed = 0
-    first = True
     while True:
         async with connection(res.pool, settings.worker_db_timeout_seconds) as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
                 return relayed  # another worker is relaying
-            if first and not await _check_primaries(conn, res):
-                return relayed  # Redis is unavailable: nothing can be published now
-            first = False
             batch = await outbox.unpublished_events(conn, settings.relay_grace_seconds, _BATCH)
             if not batch:
                 return relayed
 
             async def mark(changes: Sequence[Outboxed], conn: Connection = conn) -> None:
-                await outbox.mark_published(conn, changes)  # in the transaction that holds the lock
+                await outbox.mark_published(conn, outbox.marks_of(changes))  # in the transaction holding the lock
 
             if not await res.publisher.publish(batch, mark):
                 log.info("Redis unavailable; %d+ events wait in the outbox", len(batch))
@@ -56,20 +64,17 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
             return relayed
 
 
-async def _check_primaries(conn: Connection, res: WorkerResources) -> bool:
-    """Note the Redis primaries; False if Redis could not say which they are."""
-    run_ids = await res.guarded.call(primary_run_ids, default=None)
-    if run_ids is None:
-        return False
-    replay = res.settings.stream_replay_seconds
-    if republished := await note_primaries(conn, ",".join(run_ids), replay):
+async def _note_primaries(conn: Connection, identity: str, replay: int) -> None:
+    """Note who the Redis primaries are, and go on with a replay."""
+    seen = await note_primaries(conn, identity, replay)
+    if seen.changed:
         log.warning(
-            "Redis primaries changed (a failover or a restart): %d events published in the %d s before "
+            "Redis primaries changed (a failover or a restart): the events published from %d s before "
             "are published again",
-            republished,
             replay,
         )
-    return True
+    if seen.replaying and (unmarked := await unmark_replay_batch(conn, _REPLAY_BATCH)):
+        log.info("%d events of the replay window are published again", unmarked)
 
 
 async def prune_outbox(ctx: dict[str, Any]) -> int:
