@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar, cast
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
@@ -46,8 +47,12 @@ def create_redis(settings: Settings, timeout: float, *, bounded_by_caller: bool 
     """
     socket_timeout = None if bounded_by_caller else timeout
     if settings.redis_mode == "cluster":
+        first = urlsplit(settings.redis_url.split(",", 1)[0])  # its credentials hold for every node
         cluster: RedisCluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in settings.cluster_nodes],
+            username=first.username or None,
+            password=first.password or None,
+            ssl=first.scheme == "rediss",
             max_connections=settings.redis_max_connections,  # per node
             socket_timeout=socket_timeout,
             socket_connect_timeout=timeout,
