@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 from uuid import UUID
 
 import asyncpg
@@ -19,6 +19,7 @@ from common.errors import (
     NoFreeRoomCode,
     NotRoomHost,
     ParticipantLimitOutOfRange,
+    RateLimited,
     RoomGone,
     RoomNotFound,
 )
@@ -33,12 +34,21 @@ from common.rooms.model import DailyStats, Room, RoomStatus, RoomView, StoredRoo
 from common.service.idempotency import Claim, check_replay, claim_for
 from common.service.limits import CreationLimit, MissLimit
 from common.service.publish import DeferredMarks, Publisher
+from common.service.single_flight import SingleFlight
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # With 26^10 codes a collision is already rare; five in a row means something else is wrong.
 _CODE_ATTEMPTS = 5
+
+
+class _Found(NamedTuple):
+    """A lookup shared by concurrent requests (see `RoomService._look_up`)."""
+
+    stored: StoredRoom | None
+    asker: object  # the request that looked: its miss, if any, is counted
+    refused: RateLimited | None  # that request's answer, if it was over its miss limit
 
 
 class RoomService:
@@ -71,6 +81,7 @@ class RoomService:
         self._metrics = metrics
         self._new_code = new_code
         self._note_uncached = note_uncached
+        self._lookups: SingleFlight[str, _Found] = SingleFlight()
 
     # -- create -------------------------------------------------------------------------------
 
@@ -138,18 +149,39 @@ class RoomService:
         if lookup.known_ended:
             await self._miss_limit.count(client, None)
             raise RoomGone(f"room {room_id} has ended")
+        # Concurrent misses of one code (a stampede on a key Redis lacks) make one Postgres lookup.
+        asker = object()
+        found = await self._lookups.run(room_id, lambda: self._look_up(room_id, client, asker))
+        stored = found.stored
+        if stored is not None and stored.live:
+            return to_view(stored.room)
+        if found.asker is not asker:
+            await self._miss_limit.count(client, None)  # the asker remembered an unknown code already
+        elif found.refused is not None:
+            raise found.refused
+        if stored is None:
+            raise RoomNotFound(f"no room {room_id}")
+        raise RoomGone(f"room {room_id} has ended")
+
+    async def _look_up(self, room_id: str, client: str, asker: object) -> _Found:
+        """The room from Postgres, once for all who ask at the same time, and what Redis should know
+        before they are answered, so that nobody asking a moment later reaches Postgres either: a
+        live room is cached again, an ended one is marked ended again (Redis had lost the mark), and
+        an unknown code is remembered as missing by counting the asker's miss."""
         self._metrics.incr("database_lookups_total")
         async with connection(self._pool, self._timeout) as conn:
             stored = await rooms.get_room(conn, room_id)
-        if stored is None:
-            await self._miss_limit.count(client, room_id)
-            raise RoomNotFound(f"no room {room_id}")
-        if not stored.live:
-            await self._miss_limit.count(client, None)
-            raise RoomGone(f"room {room_id} has ended")
-        if await self._cache.write(put=[stored.room]) is None:
-            self._note_uncached(room_id)
-        return to_view(stored.room)
+        if stored is not None and stored.live:
+            if await self._cache.write(put=[stored.room]) is None:
+                self._note_uncached(room_id)
+            return _Found(stored, asker, refused=None)
+        if stored is not None:
+            await self._cache.write(end=[stored.room])
+        try:
+            await self._miss_limit.count(client, room_id if stored is None else None)
+        except RateLimited as refused:  # the asker's alone: the others are counted on their own
+            return _Found(stored, asker, refused)
+        return _Found(stored, asker, refused=None)
 
     async def host_rooms(
         self, host_id: UUID, status: RoomStatus, limit: int, before: tuple[datetime, UUID] | None
