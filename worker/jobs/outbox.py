@@ -38,7 +38,8 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
     if identity is None:
         return 0  # Redis is unavailable: nothing can be published now
     # A short transaction of its own, with no Redis call in it: the primaries' row, which the marks
-    # of every API process wait for, stays locked no longer than two statements.
+    # of every API process wait for, stays locked only for its few statements (a replay batch's
+    # UPDATE, a third of a second, the longest).
     async with connection(res.pool, settings.worker_db_timeout_seconds) as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
             return 0  # another worker is relaying
