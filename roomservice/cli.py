@@ -15,9 +15,13 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from common.logs import configure_logging
 from common.settings import ENV_PREFIX, Settings, SettingsError, load_settings, require
+
+if TYPE_CHECKING:
+    from granian.server.common import AbstractServer
 
 log = logging.getLogger("roomservice")
 
@@ -62,22 +66,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> None:
     """Run the API under granian. Each process builds its app from the ROOMS_* environment."""
+    require(settings.database_url, "DATABASE_URL")
+    require_redis(settings)
+    granian_server(
+        "api.app:app_from_environment", host=settings.host, port=settings.port, workers=settings.workers, factory=True
+    ).serve()
+
+
+def granian_server(target: str, *, host: str, port: int, workers: int, factory: bool) -> AbstractServer[Any]:
+    """The granian the API is served by. bench/serve_ceiling.py serves the framework ceiling with it
+    too, so that the two are measured under the same server settings."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    require(settings.database_url, "DATABASE_URL")
-    require_redis(settings)
-    Granian(
-        "api.app:app_from_environment",
-        factory=True,
+    return Granian(
+        target,
+        factory=factory,
         interface=Interfaces.ASGI,
-        address=settings.host,
-        port=settings.port,
-        workers=settings.workers,
+        address=host,
+        port=port,
+        workers=workers,
         loop=Loops.uvloop if sys.platform != "win32" else Loops.asyncio,
         log_access=False,
         backlog=2048,
-    ).serve()
+    )
 
 
 def run_worker(settings: Settings) -> None:
