@@ -20,7 +20,8 @@ from api.routes import health, history, rooms, stats
 from common.db import pool as db_pool
 from common.logs import configure_logging
 from common.metrics import Metrics
-from common.redis.client import GuardedRedis, close_redis, create_queue_redis, create_redis
+from common.redis.client import close_redis, create_queue_redis, create_redis
+from common.redis.guarded import GuardedRedis
 from common.redis.room_cache import PUT_ROOM
 from common.rooms.codes import generate_room_code
 from common.service.publish import DeferredMarks

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from arq.connections import ArqRedis
 
 from common.jobs import RESTORE_ROOM_CACHE, restore_job_id
-from common.redis.client import REDIS_UNAVAILABLE, GuardedRedis
+from common.redis.client import REDIS_UNAVAILABLE
+from common.redis.guarded import GuardedRedis
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import redis.asyncio as redis
 from scratch import scratch_servers
 
 from common.metrics import Metrics
-from common.redis.client import GuardedRedis
+from common.redis.guarded import GuardedRedis
 from common.redis.keys import participants_key, room_key
 from common.redis.room_cache import PUT_ROOM, RoomCache
 from common.rooms.codes import generate_room_code

@@ -10,7 +10,8 @@ import msgspec
 from common.db import pool as db_pool
 from common.db.pool import Pool
 from common.metrics import Metrics
-from common.redis.client import GuardedRedis, RedisClient, close_redis, create_redis
+from common.redis.client import RedisClient, close_redis, create_redis
+from common.redis.guarded import GuardedRedis
 from common.redis.room_cache import PUT_ROOM, RoomCache
 from common.redis.stream import EventStream
 from common.service.publish import Publisher

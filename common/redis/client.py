@@ -1,14 +1,11 @@
-"""The Redis client, and the one guarded way the service calls Redis on its request paths.
+"""The Redis client in each topology (one server, Sentinel, Cluster): made, bounded, closed, identified.
 
-Redis is an accelerator and a mailbox here, never a requirement: a guarded call degrades to a default
-when Redis is down or slow (the caller decides what that means), and a circuit breaker makes an
-outage cost nothing once it is known.
+The service calls it through `common.redis.guarded.GuardedRedis` on its request paths.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -16,11 +13,8 @@ import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from common.metrics import Metrics
-from common.redis.breaker import CircuitBreaker
-from common.redis.scripts import LuaScript
 from common.settings import Settings, require
 
 T = TypeVar("T")
@@ -117,118 +111,6 @@ async def close_redis(client: RedisClient) -> None:
             await sentinel.aclose()
 
 
-Stage = Callable[[AnyPipeline], None]
-
-
-class GuardedRedis:
-    """Calls to Redis bounded by `timeout` and watched by a breaker; never raises for Redis being unavailable.
-
-    `scripts` are the Lua scripts its callers run by EVALSHA: a Redis that restarted, or a node that
-    never saw them, does not know them, and `pipeline` loads them again.
-    """
-
-    def __init__(
-        self, client: RedisClient, settings: Settings, metrics: Metrics, timeout: float, scripts: Sequence[LuaScript]
-    ) -> None:
-        self._client = client
-        self._timeout = timeout
-        self._breaker = CircuitBreaker(settings.redis_breaker_threshold, settings.redis_retry_seconds)
-        self._metrics = metrics
-        self._scripts = {script.sha: script for script in scripts}
-        self._seeds = settings.cluster_nodes if settings.redis_mode == "cluster" else []
-
-    @property
-    def available(self) -> bool:
-        """False while the breaker is open, that is while Redis is known to be down."""
-        return not self._breaker.is_open
-
-    async def call(self, command: Callable[[RedisClient], Awaitable[T]], default: T) -> T:
-        """`command(client)` within the bound; `default` if Redis is unavailable or known to be down."""
-        if not self._breaker.allow():
-            self._metrics.incr("cache_skipped_total")
-            return default
-        recovering = self._breaker.is_open
-        if recovering and isinstance(self._client, RedisCluster):
-            _restore_seeds(self._client, self._seeds)
-        try:
-            async with asyncio.timeout(self._timeout):
-                result = await command(self._client)
-                if recovering:
-                    # Redis is back, perhaps as a promoted replica or a restarted server that has
-                    # never seen the scripts: load them before a pipeline could meet NOSCRIPT after
-                    # its later commands ran (the event before its cache write).
-                    await self._load_scripts(self._client)
-        except REDIS_UNAVAILABLE:
-            self._breaker.record_failure()
-            self._metrics.incr("cache_errors_total")
-            return default
-        except BaseException:
-            self._breaker.record_abandoned()
-            raise
-        self._breaker.record_success()
-        return result
-
-    async def pipeline(self, *stages: Stage) -> list[Any] | None:
-        """The commands that `stages` queue, run in order; their results, or None if Redis is
-        unavailable or any command failed (then not all of them ran).
-
-        The order holds across keys and nodes: on one server every stage goes in one round trip, on
-        one connection; a cluster pipeline sends to each node at once, so there each stage is sent
-        only once the one before it has been answered.
-        """
-        return await self.call(lambda client: self._run(client, stages), default=None)
-
-    async def _run(self, client: RedisClient, stages: Sequence[Stage]) -> list[Any]:
-        if not isinstance(client, RedisCluster):
-            return await self._run_pipeline(client, stages)
-        results: list[Any] = []
-        for stage in stages:
-            results += await self._run_pipeline(client, [stage])
-        return results
-
-    async def _run_pipeline(self, client: RedisClient, stages: Sequence[Stage]) -> list[Any]:
-        """Raises the first error any command met. Script calls that met NOSCRIPT (Redis restarted, or
-        a failover promoted a replica that never loaded the script) failed alone, the other commands
-        having run: the scripts are loaded (on every primary of a cluster) and just those calls run again."""
-        pipe = client.pipeline(transaction=False)
-        for stage in stages:
-            stage(pipe)
-        queued = _queued(pipe)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        unscripted = [
-            i
-            for i, result in enumerate(results)
-            if isinstance(result, NoScriptError) and str(queued[i][0][1]) in self._scripts
-        ]
-        if unscripted:
-            for sha in {str(queued[i][0][1]) for i in unscripted}:
-                await client.script_load(self._scripts[sha].source)
-            again = client.pipeline(transaction=False)
-            for i in unscripted:
-                args, options = queued[i]
-                again.execute_command(*args, **options)
-            for i, result in zip(unscripted, await again.execute(raise_on_error=False), strict=True):
-                results[i] = result
-        for (args, _), result in zip(queued, results, strict=True):
-            if isinstance(result, Exception):
-                # Name the failing command, as redis-py does when it raises from a pipeline itself.
-                result.args = (f"{args[0]} in a pipeline failed: {result.args[0] if result.args else ''}",)
-                raise result
-        return results
-
-    async def load_scripts(self) -> None:
-        """Load the scripts now (best effort), so that the first writes need no second round trip."""
-        await self.call(self._load_scripts, default=None)
-
-    async def _load_scripts(self, client: RedisClient) -> None:
-        for script in self._scripts.values():
-            await client.script_load(script.source)  # on every primary of a cluster
-
-    async def ping(self) -> bool:
-        """Whether Redis answers now. Goes through the breaker, so it also serves as its probe."""
-        return bool(await self.call(lambda client: client.ping(), default=False))
-
-
 async def primaries_identity(client: RedisClient) -> str:
     """Who the primaries that hold the data are: `run_id:master_replid` of the one server, or of every
     master of a cluster. A restart changes the run id, a promotion the replication id."""
@@ -240,7 +122,7 @@ async def primaries_identity(client: RedisClient) -> str:
     return ",".join(sorted(f"{info['run_id']}:{info['master_replid']}" for info in found))
 
 
-def _restore_seeds(client: RedisCluster, seeds: Sequence[tuple[str, int]]) -> None:
+def restore_seeds(client: RedisCluster, seeds: Sequence[tuple[str, int]]) -> None:
     """Put the configured nodes back among those the client discovers the cluster from.
 
     redis-py drops a node from that list when a command to it fails to connect, and does not put it
@@ -251,10 +133,3 @@ def _restore_seeds(client: RedisCluster, seeds: Sequence[tuple[str, int]]) -> No
     for host, port in seeds:
         node = ClusterNode(host, port, **manager.connection_kwargs)
         manager.startup_nodes.setdefault(node.name, node)
-
-
-def _queued(pipe: AnyPipeline) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """The commands queued on a pipeline, as (args, options): read before `execute` empties it."""
-    if isinstance(pipe, ClusterPipeline):
-        return [(command.args, dict(command.kwargs)) for command in pipe._command_stack]
-    return [(args, dict(options)) for args, options in pipe.command_stack]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-from common.redis.client import AnyPipeline, GuardedRedis
+from common.redis.client import AnyPipeline
+from common.redis.guarded import GuardedRedis
 from common.redis.keys import missing_room_key, rate_counter_key
 
 # A window's counter outlives its minute a little, so a clock slightly off between processes still counts.

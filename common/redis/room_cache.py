@@ -15,7 +15,9 @@ from typing import NamedTuple
 import msgspec
 
 from common.metrics import Metrics
-from common.redis.client import AnyPipeline, GuardedRedis, Stage
+from common.redis.batch import Stage
+from common.redis.client import AnyPipeline
+from common.redis.guarded import GuardedRedis
 from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
 from common.redis.scripts import lua_script
 from common.rooms.model import JSON_ENCODER, Room, RoomView
@@ -42,13 +44,15 @@ class RoomCache:
 
     async def lookup(self, room_id: str) -> Lookup:
         """The cached room, and whether the code is known not to exist or to have ended; none of these
-        while Redis is unavailable. One MGET: the keys share the room's cluster slot."""
+        while Redis is unavailable. One MGET (the keys share the room's cluster slot), sent with
+        the other requests' commands of the moment."""
         keys = (room_key(room_id), missing_room_key(room_id), ended_room_key(room_id))
-        found = await self._redis.call(lambda client: client.mget(*keys), default=None)
+        # execute_command: redis-py refuses the mget method on a cluster pipeline (see `_queue`).
+        found = await self._redis.pipeline(lambda pipe: pipe.execute_command("MGET", *keys))
         if found is None:
             self._metrics.incr("cache_misses_total")
             return Lookup(None, known_missing=False, known_ended=False)
-        raw, missing_mark, ended_mark = found
+        raw, missing_mark, ended_mark = found[0]
         view = None
         if raw is not None:
             # A value not ours or from an incompatible version counts as a miss: Postgres answers and overwrites it.

@@ -24,8 +24,8 @@ from common.errors import (
     RoomNotFound,
 )
 from common.metrics import Metrics
-from common.redis.client import GuardedRedis
 from common.redis.counters import RateCounters
+from common.redis.guarded import GuardedRedis
 from common.redis.room_cache import RoomCache
 from common.redis.stream import EventStream
 from common.rooms.codes import generate_room_code

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from common.metrics import Metrics
-from common.redis.client import GuardedRedis
+from common.redis.guarded import GuardedRedis
 from common.redis.keys import room_key
 from common.redis.room_cache import PUT_ROOM, RoomCache
 from common.rooms.model import Room

@@ -1,0 +1,162 @@
+"""The one guarded way the service calls Redis on its request paths.
+
+Redis is an accelerator and a mailbox here, never a requirement: a guarded call degrades to a default
+when Redis is down or slow (the caller decides what that means), and a circuit breaker makes an
+outage cost nothing once it is known.
+
+The pipelines that concurrent requests ask for within one turn of the event loop go out together, as
+one pipeline (the way ioredis, rueidis and Lettuce pipeline automatically): one round trip, one
+connection taken from the pool, one task woken, however many requests share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from redis.asyncio.cluster import RedisCluster
+
+from common.metrics import Metrics
+from common.redis.batch import Outcome, Stage, run_batch
+from common.redis.breaker import CircuitBreaker
+from common.redis.client import REDIS_UNAVAILABLE, RedisClient, restore_seeds
+from common.redis.scripts import LuaScript
+from common.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A request's pipeline, gathered for the next batch."""
+
+    stages: Sequence[Stage]
+    since: float  # loop time it was asked for: its bound runs from here
+    answer: asyncio.Future[list[Any] | None]
+
+
+class GuardedRedis:
+    """Calls to Redis bounded by `timeout` and watched by a breaker; never raises for Redis being unavailable.
+
+    `scripts` are the Lua scripts its callers run by EVALSHA: a Redis that restarted, or a node that
+    never saw them, does not know them, and `pipeline` loads them again.
+    """
+
+    def __init__(
+        self, client: RedisClient, settings: Settings, metrics: Metrics, timeout: float, scripts: Sequence[LuaScript]
+    ) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._breaker = CircuitBreaker(settings.redis_breaker_threshold, settings.redis_retry_seconds)
+        self._metrics = metrics
+        self._scripts = {script.sha: script for script in scripts}
+        self._seeds = settings.cluster_nodes if settings.redis_mode == "cluster" else []
+        self._gathering: list[_Waiting] = []
+        self._in_flight: set[asyncio.Task[None]] = set()  # batches being sent: referenced until done
+
+    @property
+    def available(self) -> bool:
+        """False while the breaker is open, that is while Redis is known to be down."""
+        return not self._breaker.is_open
+
+    async def call(self, command: Callable[[RedisClient], Awaitable[T]], default: T) -> T:
+        """`command(client)` within the bound; `default` if Redis is unavailable or known to be down.
+        Not gathered with other calls: for what is not on a request's path (probes, scripts, INFO)."""
+        return await self._guarded(command, default, deadline=asyncio.get_running_loop().time() + self._timeout)
+
+    async def pipeline(self, *stages: Stage) -> list[Any] | None:
+        """The commands that `stages` queue, run in order; their results, or None if Redis is
+        unavailable, or known to be down, or any of these commands failed (then not all of them ran).
+
+        Gathered with the pipelines of other requests of this turn of the event loop and sent with
+        them (see `run_batch` for how the order holds on a cluster). Each request keeps its own
+        bounds: its answer comes within `timeout` of its asking, a command that fails fails only the
+        request that queued it, and a request cancelled while its batch is out does not cancel the
+        batch. While the breaker is open this costs nothing at all.
+        """
+        if not self._breaker.may_try():
+            self._metrics.incr("cache_skipped_total")
+            return None
+        loop = asyncio.get_running_loop()
+        if not self._gathering:
+            loop.call_soon(self._send_gathered)  # after every request of this turn has had its say
+        waiting = _Waiting(stages, loop.time(), loop.create_future())
+        self._gathering.append(waiting)
+        return await waiting.answer
+
+    def _send_gathered(self) -> None:
+        batch = [waiting for waiting in self._gathering if not waiting.answer.done()]  # cancelled: never sent
+        self._gathering = []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _send(self, batch: list[_Waiting]) -> None:
+        """One round trip for the whole batch, bounded by the earliest bound among its requests and
+        counted once by the breaker, whatever the number of requests."""
+        outcomes: list[Outcome] | None = None
+        try:
+            outcomes = await self._guarded(
+                lambda client: run_batch(client, [waiting.stages for waiting in batch], self._scripts),
+                default=None,
+                deadline=batch[0].since + self._timeout,
+                requests=len(batch),
+            )
+        except Exception as bug:  # not Redis being unavailable: each request raises it, as it would alone
+            for waiting in batch:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(bug)
+        finally:  # even when cancelled (the app stopping): nobody is left waiting
+            for i, waiting in enumerate(batch):
+                self._answer(waiting, None if outcomes is None else outcomes[i])
+
+    def _answer(self, waiting: _Waiting, outcome: Outcome | None) -> None:
+        if isinstance(outcome, Exception):
+            # Redis answered, and so is up; this request's command was refused (a wrong type, say).
+            self._metrics.incr("cache_errors_total")
+            outcome = None
+        if not waiting.answer.done():  # cancelled meanwhile
+            waiting.answer.set_result(outcome)
+
+    async def _guarded(
+        self, command: Callable[[RedisClient], Awaitable[T]], default: T, deadline: float, requests: int = 1
+    ) -> T:
+        """`requests`: how many requests wait for this call, for the metrics, which count requests."""
+        if not self._breaker.allow():
+            self._metrics.incr("cache_skipped_total", requests)
+            return default
+        recovering = self._breaker.is_open
+        if recovering and isinstance(self._client, RedisCluster):
+            restore_seeds(self._client, self._seeds)
+        try:
+            async with asyncio.timeout_at(deadline):
+                result = await command(self._client)
+                if recovering:
+                    # Redis is back, perhaps as a promoted replica or a restarted server that has
+                    # never seen the scripts: load them before a pipeline could meet NOSCRIPT after
+                    # its later commands ran (the event before its cache write).
+                    await self._load_scripts(self._client)
+        except REDIS_UNAVAILABLE:
+            self._breaker.record_failure()
+            self._metrics.incr("cache_errors_total", requests)
+            return default
+        except BaseException:
+            self._breaker.record_abandoned()
+            raise
+        self._breaker.record_success()
+        return result
+
+    async def load_scripts(self) -> None:
+        """Load the scripts now (best effort), so that the first writes need no second round trip."""
+        await self.call(self._load_scripts, default=None)
+
+    async def _load_scripts(self, client: RedisClient) -> None:
+        for script in self._scripts.values():
+            await client.script_load(script.source)  # on every primary of a cluster
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now. Goes through the breaker, so it also serves as its probe."""
+        return bool(await self.call(lambda client: client.ping(), default=False))
