@@ -14,10 +14,15 @@ from pathlib import Path
 from locations import RESULTS_DIR
 from measure import RunResult
 
-TARGET_RATIOS = {"get-hit": 3.0, "post": 4.0}
-TARGET_P99_MS = 10.0
+# The targets, stated for one run on this machine (2 cores), wrk -t1 -c32, one server process each.
+# Ours over the peer, in req/s:
+TARGET_RATIOS = {"post": 4.0, "get-hit": 3.0, "get-miss": 3.0, "get-404": 3.0}
+# Ours over the framework ceiling (the same framework and server, no I/O), in req/s:
+TARGET_CEILING_FRACTIONS = {"get-hit": 0.5}
+# Ours, the worst round's p99 (cached GET only):
+TARGET_P99_MS = {"get-hit": 10.0}
 
-ROW = "{:>5}  {:<9} {:<5} {:>9} {:>8} {:>8} {:>8}  {}"
+ROW = "{:>5}  {:<9} {:<7} {:>9} {:>8} {:>8} {:>8}  {}"
 
 
 def print_row_header() -> None:
@@ -43,28 +48,35 @@ def print_row(r: RunResult) -> None:
 
 def print_summary(results: Sequence[RunResult], connections: int) -> None:
     print("\nsummary: mean req/s and mean p50 over the rounds; p99 is the worst round")
-    print("{:<9} {:<5} {:>9} {:>8} {:>8}".format("scenario", "srv", "req/s", "p50 ms", "p99 ms"))
+    print("{:<9} {:<7} {:>9} {:>8} {:>8}".format("scenario", "srv", "req/s", "p50 ms", "p99 ms"))
     mean_rps: dict[tuple[str, str], float] = {}
+    worst_p99: dict[tuple[str, str], float] = {}
     for (scenario, server), runs in group(results).items():
         mean_rps[scenario, server] = statistics.mean(r.rps for r in runs)
         p50 = statistics.mean(r.p50_ms for r in runs)
-        p99 = max(r.p99_ms for r in runs)
-        print(f"{scenario:<9} {server:<5} {mean_rps[scenario, server]:>9.0f} {p50:>8.2f} {p99:>8.2f}")
+        worst_p99[scenario, server] = p99 = max(r.p99_ms for r in runs)
+        print(f"{scenario:<9} {server:<7} {mean_rps[scenario, server]:>9.0f} {p50:>8.2f} {p99:>8.2f}")
 
     print()
     for scenario, target in TARGET_RATIOS.items():
         if (scenario, "ours") in mean_rps and (scenario, "peer") in mean_rps:
             ratio = mean_rps[scenario, "ours"] / mean_rps[scenario, "peer"]
-            verdict = "met" if ratio >= target else "MISSED"
-            print(f"{scenario}: ours/peer = {ratio:.2f}x  (target >= {target:g}x: {verdict})")
-    for (scenario, server), runs in group(results).items():
-        if server == "ours":
-            p99 = max(r.p99_ms for r in runs)
-            verdict = "met" if p99 < TARGET_P99_MS else "MISSED"
-            goal = f"target < {TARGET_P99_MS:g} ms: {verdict}"
+            print(f"{scenario}: ours/peer = {ratio:.2f}x  (target >= {target:g}x: {verdict(ratio >= target)})")
+    for scenario, target in TARGET_CEILING_FRACTIONS.items():
+        if (scenario, "ours") in mean_rps and (scenario, "ceiling") in mean_rps:
+            fraction = mean_rps[scenario, "ours"] / mean_rps[scenario, "ceiling"]
+            print(f"{scenario}: ours/ceiling = {fraction:.2f}  (target >= {target:g}: {verdict(fraction >= target)})")
+    for scenario, limit in TARGET_P99_MS.items():
+        if (scenario, "ours") in worst_p99:
+            p99 = worst_p99[scenario, "ours"]
+            goal = f"target < {limit:g} ms: {verdict(p99 < limit)}"
             print(f"{scenario}: ours p99 = {p99:.2f} ms at {connections} connections  ({goal})")
     if any(r.problems for r in results):
         print("\nsome runs failed their checks (see the table): their figures do not measure what they claim")
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
 
 
 def group(results: Sequence[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
@@ -76,9 +88,8 @@ def group(results: Sequence[RunResult]) -> dict[tuple[str, str], list[RunResult]
 
 def save(args: argparse.Namespace, results: Sequence[RunResult]) -> Path:
     path = RESULTS_DIR / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    settings = {
-        key: value for key, value in vars(args).items() if key not in {"scenarios", "peer", "postgres_url", "redis_url"}
-    }
+    left_out = {"scenarios", "peer", "ceiling", "postgres_url", "redis_url"}
+    settings = {key: value for key, value in vars(args).items() if key not in left_out}
     settings["scenarios"] = [s.name for s in args.scenarios]
     runs = [asdict(r) | {"rps": round(r.rps, 1)} for r in results]
     path.write_text(json.dumps({"cpus": os.cpu_count(), "settings": settings, "runs": runs}, indent=2) + "\n")

@@ -9,6 +9,10 @@ It creates its own Postgres databases and takes two Redis indexes (see --help), 
 prints a row per run and a summary against the targets, and on the way out (Ctrl-C and errors included)
 stops the servers, drops its databases and flushes its indexes. docs/performance.md records a run.
 
+A third server, the framework ceiling (--ceiling: a Litestar route that does no I/O, under our own
+granian settings), runs in get-hit only, after ours and the peer: it says what the framework and server
+can do on this machine at all, and the summary states our cached GET as a fraction of it.
+
 The work is split between the modules beside this one: servers.py (starting, probing, stopping),
 scratch_data.py (databases, Redis indexes, room codes), measure.py (wrk and the checks of a run) and
 report.py (the table, the summary, the JSON). This one reads the command line and runs the rounds.
@@ -31,7 +35,7 @@ from urllib.parse import urlsplit
 
 import redis
 from locations import LOCALHOST, REPO_ROOT, RESULTS_DIR, with_path
-from measure import SCENARIOS, RunResult, measure, run_wrk
+from measure import SCENARIOS, RunResult, lua_args, measure, run_wrk
 from report import print_row, print_row_header, print_summary, save
 from scratch_data import (
     OURS_DATABASE,
@@ -45,6 +49,7 @@ from scratch_data import (
 )
 from servers import (
     Server,
+    ceiling_command,
     ensure_port_free,
     migrate_ours,
     ours_command,
@@ -53,16 +58,22 @@ from servers import (
     serving,
 )
 
+# The ceiling has no database and its route answers 200 for any code: only the cached GET compares with it.
+CEILING_SCENARIOS = frozenset({"get-hit"})
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="times each scenario runs on each server")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--workers", type=int, default=1, help="server processes, the same for both")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (the targets are stated at -t1)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes, the same for all")
     parser.add_argument(
-        "--warmup", type=int, default=3, help="seconds of unmeasured POST load per server before round 1"
+        "--warmup",
+        type=int,
+        default=3,
+        help="seconds of unmeasured load per server before round 1 (POST; cached GETs for the ceiling)",
     )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
     parser.add_argument("--rows", type=int, default=300_000, help="rooms inserted into each database")
@@ -72,6 +83,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=Path(os.environ.get("BENCH_PEER", REPO_ROOT.parent / "shared" / "bench" / "fastapi_peer.py")),
         help="the peer's module (env BENCH_PEER)",
+    )
+    parser.add_argument(
+        "--ceiling",
+        type=Path,
+        default=Path(os.environ.get("BENCH_CEILING", REPO_ROOT.parent / "shared" / "bench" / "ceiling_app.py")),
+        help="the framework ceiling's module, measured in get-hit only (env BENCH_CEILING)",
     )
     parser.add_argument(
         "--postgres-url",
@@ -85,6 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--ours-port", type=int, default=18800)
     parser.add_argument("--peer-port", type=int, default=18801)
+    parser.add_argument("--ceiling-port", type=int, default=18803)
     parser.add_argument("--ours-redis-db", type=int, default=13)
     parser.add_argument("--peer-redis-db", type=int, default=14)
     args = parser.parse_args(argv)
@@ -104,7 +122,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--rounds and --duration must be at least 1")
     if not args.peer.is_file():
         parser.error(f"{args.peer}: no such file (give --peer or BENCH_PEER)")
+    if measures_ceiling(args) and not args.ceiling.is_file():
+        parser.error(f"{args.ceiling}: no such file (give --ceiling or BENCH_CEILING)")
     return args
+
+
+def measures_ceiling(args: argparse.Namespace) -> bool:
+    return any(scenario.name in CEILING_SCENARIOS for scenario in args.scenarios)
 
 
 @contextmanager
@@ -121,12 +145,17 @@ def exclusive_run() -> Iterator[None]:
 def run_rounds(
     args: argparse.Namespace, servers: Sequence[Server], plan: CodePlan, caches: dict[int, redis.Redis]
 ) -> list[RunResult]:
+    """Each scenario on each server in turn (ours, peer[, ceiling]), round after round, so that a
+    change in the machine's load falls on all of them rather than on one."""
     results = []
     print_row_header()
     for round_index in range(args.rounds):
         for scenario in args.scenarios:
             for server in servers:
-                result = measure(args, server, scenario, plan, round_index, caches[server.redis_db])
+                if not server.measured_in(scenario.name):
+                    continue
+                cache = caches[server.redis_db] if server.redis_db is not None else None
+                result = measure(args, server, scenario, plan, round_index, cache)
                 print_row(result)
                 results.append(result)
     return results
@@ -142,18 +171,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS_DIR.mkdir(exist_ok=True)
     ours = Server("ours", args.ours_port, OURS_DATABASE, args.ours_redis_db)
     peer = Server("peer", args.peer_port, PEER_DATABASE, args.peer_redis_db)
+    ceiling = Server("ceiling", args.ceiling_port, ready_status=200, only_in=CEILING_SCENARIOS)
+    servers = [ours, peer, ceiling] if measures_ceiling(args) else [ours, peer]
     peer_virtualenv()  # before anything is started: the first time it takes a while
 
     with ExitStack() as stack:
         stack.enter_context(exclusive_run())
-        for server in (ours, peer):
+        for server in servers:
             ensure_port_free(server.port)
         scratch_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="roomservice-bench-")))
         stack.enter_context(scratch_databases(args.postgres_url, [ours.database, peer.database]))
-        caches = stack.enter_context(scratch_redis(args.redis_url, [ours.redis_db, peer.redis_db]))
+        caches = stack.enter_context(scratch_redis(args.redis_url, [args.ours_redis_db, args.peer_redis_db]))
         migrate_ours(args, ours)
         stack.enter_context(serving(ours, *ours_command(args, ours)))
         stack.enter_context(serving(peer, *peer_command(args, peer)))  # the peer creates its table on start
+        if ceiling in servers:
+            stack.enter_context(serving(ceiling, *ceiling_command(args, ceiling)))
 
         print(f"loading {args.rows} rooms into each database ...", flush=True)
         plan = CodePlan(scratch_dir / "codes.txt", args.hit_rooms, args.rows, args.rounds)
@@ -164,13 +197,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for server in (ours, peer):
             asyncio.run(warm_cache(server.base_url, codes[: args.hit_rooms]))
             run_wrk(args, server, SCENARIOS["post"], [], args.warmup)  # opens the pools; not measured
+        if ceiling in servers:  # it has no POST route: the same unmeasured load, as cached GETs
+            get_hit = SCENARIOS["get-hit"]
+            run_wrk(args, ceiling, get_hit, lua_args(get_hit, plan, 0, args.threads), args.warmup)
 
         print(
             f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.workers} server process(es) each, "
             f"{os.cpu_count()} CPUs, {args.rounds} rounds\n",
             flush=True,
         )
-        results = run_rounds(args, [ours, peer], plan, caches)
+        results = run_rounds(args, servers, plan, caches)
 
     print_summary(results, args.connections)
     print(f"\nsaved {save(args, results).relative_to(REPO_ROOT)}")

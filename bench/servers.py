@@ -1,6 +1,8 @@
 """The servers bench/run.py measures: how each is started, when it is ready, and how it is stopped.
 
-Each runs in a process group of its own, its output in bench/results/<name>.log.
+Ours (`roomservice serve`), the FastAPI peer (uvicorn, in a virtualenv of its own) and the framework
+ceiling (a Litestar route doing no I/O, served through bench/serve_ceiling.py by the same granian
+settings as ours). Each runs in a process group of its own, its output in bench/results/<name>.log.
 """
 
 from __future__ import annotations
@@ -24,18 +26,24 @@ from locations import BENCH_DIR, LOCALHOST, REPO_ROOT, RESULTS_DIR, with_path
 PEER_VENV = BENCH_DIR / ".venv-peer"
 PEER_REQUIREMENTS = BENCH_DIR / "peer-requirements.txt"
 
-# Answered 404 by both servers once their route and database work: the readiness probe.
+# The readiness probe: answered 404 by ours and the peer once their route and database work, and 200
+# by the ceiling, whose route answers any code.
 PROBE_PATH = "/rooms/aaa-aaaa-aaa"
 
 
 @dataclass(frozen=True)
 class Server:
-    """One server under test, and where its data lives."""
+    """One server under test, and where its data lives (the ceiling has no data)."""
 
     name: str
     port: int
-    database: str
-    redis_db: int
+    database: str = ""
+    redis_db: int | None = None  # None: no Redis, so the runs' Redis-key check does not apply
+    ready_status: int = 404  # what PROBE_PATH answers once it serves
+    only_in: frozenset[str] | None = None  # the scenarios it is measured in; None: all of them
+
+    def measured_in(self, scenario: str) -> bool:
+        return self.only_in is None or scenario in self.only_in
 
     @property
     def base_url(self) -> str:
@@ -77,6 +85,12 @@ def peer_command(args: argparse.Namespace, server: Server) -> tuple[list[str], d
         "--loop", "uvloop", "--http", "httptools", "--no-access-log",
     ]  # fmt: skip
     return command, env
+
+
+def ceiling_command(args: argparse.Namespace, server: Server) -> tuple[list[str], dict[str, str]]:
+    """The ceiling through the project's granian_server(): ours and it differ in the app, not the server."""
+    launcher = BENCH_DIR / "serve_ceiling.py"
+    return [sys.executable, str(launcher), str(args.ceiling), str(server.port), str(args.workers)], dict(os.environ)
 
 
 def peer_virtualenv() -> Path:
@@ -125,7 +139,7 @@ def wait_until_serving(server: Server, process: subprocess.Popen[bytes], log_pat
         if process.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {process.returncode}; see {log_path}")
         try:
-            if httpx.get(server.base_url + PROBE_PATH, timeout=1).status_code == 404:
+            if httpx.get(server.base_url + PROBE_PATH, timeout=1).status_code == server.ready_status:
                 return
         except httpx.TransportError:
             pass  # not listening yet
