@@ -87,7 +87,7 @@ async def test_a_failing_command_fails_only_its_own_request(make_guarded, key, r
         guarded.pipeline(lambda pipe: pipe.get(key("text"))),
     )
 
-    assert answers == [[1], None, [b"not a number"]]
+    assert list(answers) == [[1], None, [b"not a number"]]
     assert guarded.available  # Redis answered: a refused command says nothing of Redis being down
 
 
@@ -101,10 +101,13 @@ async def test_a_batch_that_times_out_fails_its_own_requests_within_their_bound_
         started = time.monotonic()
         return await guarded.pipeline(stage), time.monotonic() - started
 
+    def setting(name: str) -> Callable[[Any], object]:
+        return lambda pipe: pipe.set(name, b"1")
+
     # BLPOP on an empty list holds its connection for 2 s: Redis itself is slow for this batch only.
     stuck = [
         asyncio.ensure_future(timed(lambda pipe: pipe.blpop([key("empty")], timeout=2))),
-        *(asyncio.ensure_future(timed(lambda pipe, i=i: pipe.set(key(i), b"1"))) for i in range(4)),
+        *(asyncio.ensure_future(timed(setting(key(i)))) for i in range(4)),
     ]
     await asyncio.sleep(0.05)  # the stuck batch has left; the next requests form another
     later = await guarded.pipeline(lambda pipe: (pipe.set(key("later"), b"1"), pipe.get(key("later"))))
