@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -109,7 +110,7 @@ async def list_rooms(
     responses=error_responses(400, 404, 410, 429, 503),
 )
 async def get_room(request: Request[Any, Any, Any], room_id: RoomCode) -> RoomView:
-    return await service_of(request.app.state).view(room_code(room_id), client_of(request))
+    return await service_of(request.app.state).view(room_code(room_id), partial(client_of, request))
 
 
 @patch(

@@ -30,6 +30,14 @@ class MissLimit:
         self._metrics = metrics
         # Clients over the limit, and until when (epoch seconds).
         self._blocked: dict[str, float] = {}
+        self._all_unblocked_at = 0.0  # when the last of them runs out
+
+    @property
+    def blocks_anyone(self) -> bool:
+        """Whether this process may know a client to be over the limit now; costs no I/O."""
+        if self._blocked and time.time() >= self._all_unblocked_at:
+            self._blocked.clear()  # every block has run out
+        return bool(self._blocked)
 
     def refuse_if_blocked(self, client: str) -> None:
         """Raise `RateLimited` if this process knows `client` to be over the limit; costs no I/O."""
@@ -51,6 +59,7 @@ class MissLimit:
             now = time.time()
             self._blocked = {c: until for c, until in self._blocked.items() if until > now}
         self._blocked[client] = time.time() + counted.retry_after
+        self._all_unblocked_at = max(self._all_unblocked_at, self._blocked[client])
         self._refuse(counted.retry_after)
 
     def _refuse(self, retry_after: int) -> None:

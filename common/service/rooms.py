@@ -134,15 +134,19 @@ class RoomService:
 
     # -- read ---------------------------------------------------------------------------------
 
-    async def view(self, room_id: str, client: str) -> RoomView:
+    async def view(self, room_id: str, who: Callable[[], str]) -> RoomView:
         """The live room with this (canonical) code: from Redis, else from Postgres, re-caching it.
 
-        `client` (who asks) is limited in how many unknown or ended codes it may try a minute.
+        `who()` tells who asks: each client may try only so many unknown or ended codes a minute.
+        It is called only when needed (a miss, or some client over the limit): reading who asks from
+        a request's headers would cost a cached GET a tenth of its time.
         """
-        self._miss_limit.refuse_if_blocked(client)
+        if self._miss_limit.blocks_anyone:
+            self._miss_limit.refuse_if_blocked(who())
         lookup = await self._cache.lookup(room_id)
         if lookup.view is not None:
             return lookup.view
+        client = who()
         if lookup.known_missing:
             await self._miss_limit.count(client, None)
             raise RoomNotFound(f"no room {room_id}")
