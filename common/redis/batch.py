@@ -9,6 +9,7 @@ task woken), and that work is the same for one command as for a hundred.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
@@ -20,30 +21,82 @@ from common.redis.scripts import LuaScript
 # Queues one step of a caller's commands on a pipeline.
 Stage = Callable[[AnyPipeline], object]
 
-# A caller's results, one per command it queued; or the first error among its commands.
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A caller that only reads: the values of `keys`, which share a cluster slot."""
+
+    keys: tuple[str, ...]
+
+
+Caller = Sequence[Stage] | Read
+
+# A caller's results: a result per command it queued, or for a `Read` a value per key; or the
+# first error among its commands.
 Outcome = list[Any] | Exception
 
 
-async def run_batch(
-    client: RedisClient, callers: Sequence[Sequence[Stage]], scripts: Mapping[str, LuaScript]
-) -> list[Outcome]:
-    """Run the stages of every caller; an outcome per caller, in the same order.
+async def run_batch(client: RedisClient, callers: Sequence[Caller], scripts: Mapping[str, LuaScript]) -> list[Outcome]:
+    """Run every caller's commands; an outcome per caller, in the same order.
 
-    The order each caller asks for holds across keys and nodes. On one server every stage of every
-    caller goes in one round trip, on one connection, where Redis runs them in the order sent. A
-    cluster pipeline sends to each node at once, so there the callers' first stages go together,
-    then, once those are answered, the second stages of the callers whose first did not fail, and so
-    on. Raises only if the round trip itself fails (Redis unreachable, or too slow for the caller's
-    bound): then none of the callers can tell what ran.
+    The order each caller asks for holds across keys and nodes. On one server everything goes in one
+    round trip, on one connection, where Redis runs the commands in the order sent; the reads go
+    first, all of them as one MGET. A cluster pipeline sends to each node at once, so there the
+    callers' first stages (and each read, an MGET of its own: keys of different slots cannot share
+    one) go together, then, once those are answered, the second stages of the callers whose first did
+    not fail, and so on. Raises only if the round trip itself fails (Redis unreachable, or too slow
+    for the callers' bound): then none of them can tell what ran.
     """
+    if isinstance(client, RedisCluster):
+        staged = [[_read_stage(caller)] if isinstance(caller, Read) else caller for caller in callers]
+        outcomes = await _run_in_order(client, staged, scripts, rounds=max(map(len, staged), default=0))
+        return [_unwrap(o) if isinstance(c, Read) else o for c, o in zip(callers, outcomes, strict=True)]
+
+    reads = [caller for caller in callers if isinstance(caller, Read)]
+    others = [caller for caller in callers if not isinstance(caller, Read)]
+    if not reads:
+        return await _run_in_order(client, others, scripts, rounds=1)
+    merged = Read(tuple(key for read in reads for key in read.keys))
+    values, *done = await _run_in_order(client, [[_read_stage(merged)], *others], scripts, rounds=1)
+    read_outcomes, other_outcomes = iter(_split(_unwrap(values), reads)), iter(done)
+    return [next(read_outcomes) if isinstance(caller, Read) else next(other_outcomes) for caller in callers]
+
+
+def _read_stage(read: Read) -> Stage:
+    # execute_command: redis-py refuses the mget method on a cluster pipeline, though it routes the
+    # command itself when its keys share a slot.
+    return lambda pipe: pipe.execute_command("MGET", *read.keys)
+
+
+def _unwrap(outcome: Outcome) -> Outcome:
+    """A read's values out of its MGET's results."""
+    return outcome if isinstance(outcome, Exception) else outcome[0]
+
+
+def _split(values: Outcome, reads: Sequence[Read]) -> list[Outcome]:
+    """Each read's share of one merged MGET (or its error, for all of them)."""
+    if isinstance(values, Exception):
+        return [values] * len(reads)
+    shares: list[Outcome] = []
+    start = 0
+    for read in reads:
+        shares.append(values[start : start + len(read.keys)])
+        start += len(read.keys)
+    return shares
+
+
+async def _run_in_order(
+    client: RedisClient, callers: Sequence[Sequence[Stage]], scripts: Mapping[str, LuaScript], rounds: int
+) -> list[Outcome]:
+    """Every caller's stages in `rounds` round trips: all of them in one, or on a cluster the n-th stage
+    of each caller in the n-th (a caller's later stages are dropped once one has failed)."""
     outcomes: list[Outcome] = [[] for _ in callers]
-    rounds = max((len(stages) for stages in callers), default=0) if isinstance(client, RedisCluster) else 1
     for round_index in range(rounds):
         pipe = client.pipeline(transaction=False)
         spans = []  # (caller, first command, end)
         for caller, stages in enumerate(callers):
             if isinstance(outcomes[caller], Exception):
-                continue  # a later stage never runs after an earlier one failed
+                continue
             start = len(pipe)
             for stage in stages if rounds == 1 else stages[round_index : round_index + 1]:
                 stage(pipe)

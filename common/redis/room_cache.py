@@ -44,15 +44,14 @@ class RoomCache:
 
     async def lookup(self, room_id: str) -> Lookup:
         """The cached room, and whether the code is known not to exist or to have ended; none of these
-        while Redis is unavailable. One MGET (the keys share the room's cluster slot), sent with
-        the other requests' commands of the moment."""
+        while Redis is unavailable. The keys share the room's cluster slot: one MGET, or a share of
+        one with the other requests' lookups of the moment."""
         keys = (room_key(room_id), missing_room_key(room_id), ended_room_key(room_id))
-        # execute_command: redis-py refuses the mget method on a cluster pipeline (see `_queue`).
-        found = await self._redis.pipeline(lambda pipe: pipe.execute_command("MGET", *keys))
+        found = await self._redis.read(keys)
         if found is None:
             self._metrics.incr("cache_misses_total")
             return Lookup(None, known_missing=False, known_ended=False)
-        raw, missing_mark, ended_mark = found[0]
+        raw, missing_mark, ended_mark = found
         view = None
         if raw is not None:
             # A value not ours or from an incompatible version counts as a miss: Postgres answers and overwrites it.

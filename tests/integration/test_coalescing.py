@@ -77,6 +77,30 @@ async def test_concurrent_requests_share_a_round_trip_and_each_gets_its_own_answ
     assert await connections_received(redis_client) - before <= 1
 
 
+async def mget_calls(redis_client: RedisClient) -> int:
+    """MGET commands the primaries have run so far."""
+    if isinstance(redis_client, RedisCluster):
+        infos: dict[str, Any] = await redis_client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        return sum(info.get("cmdstat_mget", {}).get("calls", 0) for info in infos.values())
+    return int((await redis_client.info("commandstats")).get("cmdstat_mget", {}).get("calls", 0))
+
+
+async def test_concurrent_reads_share_one_mget_on_one_server(make_guarded, key, redis_client, redis_mode) -> None:
+    guarded = make_guarded()
+    await redis_client.set(key("shared"), b"everyone's")
+    before = await mget_calls(redis_client)
+
+    answers = await asyncio.gather(
+        *(guarded.read([key(f"absent {i}"), key("shared"), key(f"absent {i}")]) for i in range(50)),
+        guarded.pipeline(lambda pipe: pipe.get(key("shared"))),  # not a read: a command of its own
+        guarded.read([key("shared")]),
+    )
+
+    assert list(answers) == [[None, b"everyone's", None]] * 50 + [[b"everyone's"], [b"everyone's"]]
+    # A cluster cannot merge keys of different slots: there each read is an MGET of its own.
+    assert await mget_calls(redis_client) - before == (51 if redis_mode == "cluster" else 1)
+
+
 async def test_a_failing_command_fails_only_its_own_request(make_guarded, key, redis_client) -> None:
     guarded = make_guarded()
     await redis_client.set(key("text"), b"not a number")
