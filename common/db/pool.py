@@ -97,7 +97,9 @@ async def connection(pool: Pool, timeout: float, *, whole: bool = True) -> Async
     """
     try:
         async with asyncio.timeout(timeout if whole else None):
-            conn = await pool.acquire(timeout=timeout)
+            # Under `whole` the block's own bound covers the acquiring: asyncpg would spend a task
+            # on a bound of its own (asyncio.wait_for) for every request.
+            conn = await (pool.acquire() if whole else pool.acquire(timeout=timeout))
             try:
                 yield conn
             except (asyncio.CancelledError, *_UNAVAILABLE):

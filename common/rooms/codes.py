@@ -14,9 +14,21 @@ _INPUT = re.compile(r"([a-z]{3})-?([a-z]{4})-?([a-z]{3})", re.IGNORECASE | re.AS
 CODE_PATTERN = r"^[a-z]{3}-[a-z]{4}-[a-z]{3}$"
 
 
+_LETTERS = sum(_GROUPS)
+_CODES = len(_ALPHABET) ** _LETTERS
+
+
 def generate_room_code() -> str:
     """Return a fresh random code such as `abc-defg-hij`."""
-    return "-".join("".join(secrets.choice(_ALPHABET) for _ in range(n)) for n in _GROUPS)
+    # One draw for the whole code, its letters the digits of the number in base 26: a draw per
+    # letter would cost a system call each.
+    number = secrets.randbelow(_CODES)
+    letters = []
+    for _ in range(_LETTERS):
+        number, digit = divmod(number, len(_ALPHABET))
+        letters.append(_ALPHABET[digit])
+    text = "".join(letters)
+    return f"{text[:3]}-{text[3:7]}-{text[7:]}"
 
 
 def normalize_room_code(raw: str) -> str | None:

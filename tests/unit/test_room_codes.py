@@ -13,6 +13,9 @@ def test_generated_codes_have_the_public_shape_and_vary() -> None:
     assert len(codes) == 2000  # 26^10 possibilities: a repeat here would mean a broken generator
     # Every letter turns up somewhere: the alphabet is all of a-z.
     assert set("".join(codes).replace("-", "")) == set("abcdefghijklmnopqrstuvwxyz")
+    # And in every position: no letter of the code is drawn from less than the whole alphabet.
+    for position in range(10):
+        assert {code.replace("-", "")[position] for code in codes} == set("abcdefghijklmnopqrstuvwxyz")
 
 
 @pytest.mark.parametrize(
