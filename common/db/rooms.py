@@ -5,6 +5,7 @@ One typed function per statement, the statement beside it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -26,46 +27,62 @@ class Changed(NamedTuple):
     publish_now: bool
 
 
-# One statement, so one transaction: the room, its `room.created` event and, when the request carries
-# one, its Idempotency-Key exist together or not at all. A key still live makes the claim, and so the
-# whole insert, come out empty; a concurrent request with the same key waits for this one.
-_CREATE_ROOM = f"""
-WITH claim AS (
+class NewRoom(NamedTuple):
+    """A room to create, living `ttl_seconds`, claiming `idempotency` (key, request hash) if given."""
+
+    room_id: str
+    host_id: UUID
+    max_participants: int
+    ttl_seconds: int
+    idempotency: tuple[str, str] | None = None
+
+
+# One statement, so one transaction, for any number of rooms: each room, its `room.created` event and,
+# when its request carries one, its Idempotency-Key exist together or not at all. A key still live
+# makes its claim, and so that room's insert, come out empty; a concurrent request with the same key
+# waits for this one. (The rows of one call must not share a key: Postgres refuses to claim one
+# twice in a statement.)
+_CREATE_ROOMS = f"""
+WITH new AS (
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[])
+        AS new (room_id, host_id, max_participants, ttl_seconds, key, request_hash)
+), claim AS (
     INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
-    SELECT $2, $5, $6, $1 WHERE $5::text IS NOT NULL
+    SELECT host_id, key, request_hash, room_id FROM new WHERE key IS NOT NULL
     ON CONFLICT (host_id, key) DO UPDATE
         SET request_hash = excluded.request_hash, room_id = excluded.room_id, created_at = now()
         WHERE NOT ({LIVE_KEY})
-    RETURNING 1
+    RETURNING k.room_id
 ), room AS (
     INSERT INTO meetings (room_id, host_id, max_participants, expires_at)
-    SELECT $1, $2, $3, now() + make_interval(secs => $4)
-    WHERE $5::text IS NULL OR EXISTS (SELECT 1 FROM claim)
+    SELECT room_id, host_id, max_participants, now() + make_interval(secs => ttl_seconds) FROM new
+    WHERE key IS NULL OR room_id IN (SELECT room_id FROM claim)
     RETURNING {ROOM_COLUMNS}, room_event_data(meetings) AS data
 ), event AS (
     INSERT INTO room_events (type, room_id, version, occurred_at, data)
     SELECT 'room.created', room_id, version, created_at, data FROM room
-    RETURNING id AS outbox_id, event_id, type, occurred_at
+    RETURNING id AS outbox_id, event_id, type, occurred_at, room_id AS event_room_id
 )
-SELECT room.*, event.*, {GENERATION} AS generation FROM room, event
+SELECT room.*, event.*, {GENERATION} AS generation FROM room JOIN event ON event.event_room_id = room.room_id
 """
 
 
-async def create_room(
-    conn: Connection,
-    room_id: str,
-    host_id: UUID,
-    max_participants: int,
-    ttl_seconds: int,
-    *,
-    idempotency: tuple[str, str] | None = None,
-) -> tuple[Room, Outboxed] | None:
-    """Insert a meeting living `ttl_seconds` and its outbox event, claiming `idempotency` (key, request
-    hash) if given. None if that key is already taken (see `find_by_key`). Raises `UniqueViolationError`
-    on a taken room code."""
-    key, request_hash = idempotency or (None, None)
-    row = await conn.fetchrow(_CREATE_ROOM, room_id, host_id, max_participants, float(ttl_seconds), key, request_hash)
-    return None if row is None else (room_from_row(row), outboxed_from_row(row))
+async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[Room, Outboxed] | None]:
+    """Insert the rooms and their outbox events; for each, in order, the room and its event, or None
+    if its Idempotency-Key is already taken (see `find_by_key`). Raises `UniqueViolationError` if a
+    room code is taken, and then creates none."""
+    keys = [room.idempotency or (None, None) for room in new]
+    rows = await conn.fetch(
+        _CREATE_ROOMS,
+        [room.room_id for room in new],
+        [room.host_id for room in new],
+        [room.max_participants for room in new],
+        [float(room.ttl_seconds) for room in new],
+        [key for key, _ in keys],
+        [request_hash for _, request_hash in keys],
+    )
+    made = {row["room_id"]: (room_from_row(row), outboxed_from_row(row)) for row in rows}
+    return [made.get(room.room_id) for room in new]
 
 
 _GET_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live FROM meetings WHERE room_id = $1"

@@ -9,14 +9,11 @@ from datetime import date, datetime
 from typing import NamedTuple, NoReturn
 from uuid import UUID
 
-import asyncpg
-
 from common.db import history, idempotency, rooms
 from common.db.outbox import Outboxed
 from common.db.pool import Connection, Pool, connection
 from common.errors import (
     DatabaseUnavailable,
-    NoFreeRoomCode,
     NotRoomHost,
     ParticipantLimitOutOfRange,
     RateLimited,
@@ -32,15 +29,13 @@ from common.rooms.codes import generate_room_code
 from common.rooms.events import RoomEvent
 from common.rooms.model import DailyStats, Room, RoomStatus, RoomView, StoredRoom, to_view
 from common.service.idempotency import Claim, check_replay, claim_for
+from common.service.inserts import RoomInserts
 from common.service.limits import CreationLimit, MissLimit
 from common.service.publish import DeferredMarks, Publisher
 from common.service.single_flight import SingleFlight
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# With 26^10 codes a collision is already rare; five in a row means something else is wrong.
-_CODE_ATTEMPTS = 5
 
 
 class _Found(NamedTuple):
@@ -79,7 +74,7 @@ class RoomService:
         self._settings = settings
         self._timeout = settings.db_timeout_seconds
         self._metrics = metrics
-        self._new_code = new_code
+        self._inserts = RoomInserts(pool, settings.db_timeout_seconds, metrics, new_code)
         self._note_uncached = note_uncached
         self._lookups: SingleFlight[str, _Found] = SingleFlight()
 
@@ -97,31 +92,15 @@ class RoomService:
         limit = self._checked_limit(max_participants, default=self._settings.default_max_participants)
         await self._creation_limit.check(host_id)
         claim = None if idempotency_key is None else claim_for(idempotency_key, limit)
-        made = await self._insert_with_fresh_code(host_id, limit, claim)
+        made = await self._inserts.insert(host_id, limit, self._settings.room_ttl_seconds, claim)
         if made is not None:
             room, created = made
             self._metrics.incr("rooms_created_total")
             await self._publisher.publish([created], self._marks.add)
             return room, True
         if claim is None:
-            raise RuntimeError("the create statement made no room and claimed no key")  # see rooms.create_room
+            raise RuntimeError("the create statement made no room and claimed no key")  # see rooms.create_rooms
         return await self._replay(host_id, claim), False  # the key is taken: answer with its room
-
-    async def _insert_with_fresh_code(
-        self, host_id: UUID, max_participants: int, claim: Claim | None
-    ) -> tuple[Room, Outboxed] | None:
-        ttl = self._settings.room_ttl_seconds
-        for _ in range(_CODE_ATTEMPTS):
-            code = self._new_code()
-            try:
-                async with connection(self._pool, self._timeout) as conn:
-                    return await rooms.create_room(conn, code, host_id, max_participants, ttl, idempotency=claim)
-            except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name != "meetings_room_id_key":
-                    raise
-                self._metrics.incr("room_code_collisions_total")
-                log.warning("room code %s was taken; drawing another", code)
-        raise NoFreeRoomCode(f"no free room code after {_CODE_ATTEMPTS} attempts")
 
     async def _replay(self, host_id: UUID, claim: Claim) -> Room:
         async with connection(self._pool, self._timeout) as conn:
