@@ -54,7 +54,7 @@ class GuardedRedis:
         self._scripts = {script.sha: script for script in scripts}
         self._seeds = settings.cluster_nodes if settings.redis_mode == "cluster" else []
         self._gathering: list[_Waiting] = []
-        self._in_flight: set[asyncio.Task[None]] = set()  # batches being sent: referenced until done
+        self._in_flight: set[asyncio.Task[None]] = set()  # batches gathered or being sent, until done
 
     @property
     def available(self) -> bool:
@@ -89,18 +89,20 @@ class GuardedRedis:
             return None
         loop = asyncio.get_running_loop()
         if not self._gathering:
-            loop.call_soon(self._send_gathered)  # after every request of this turn has had its say
+            # A task runs first on the next turn of the loop: after every request of this one has
+            # had its say. It is not the request's own, so cancelling the request leaves it alone.
+            task = loop.create_task(self._send_gathered())
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
         waiting = _Waiting(caller, loop.time(), loop.create_future())
         self._gathering.append(waiting)
         return await waiting.answer
 
-    def _send_gathered(self) -> None:
+    async def _send_gathered(self) -> None:
         batch = [waiting for waiting in self._gathering if not waiting.answer.done()]  # cancelled: never sent
         self._gathering = []
         if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            await self._send(batch)
 
     async def _send(self, batch: list[_Waiting]) -> None:
         """One round trip for the whole batch, bounded by the earliest bound among its requests and
