@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
             await close_redis(queue)
             await close_redis(client)
             await db_pool.close_pool(pool, settings)
+            gc.unfreeze()  # what startup made may be garbage now (an app of a test, say)
 
     rooms_router = Router(
         path="/rooms",

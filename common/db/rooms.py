@@ -49,6 +49,7 @@ WITH new AS (
 ), claim AS (
     INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
     SELECT host_id, key, request_hash, room_id FROM new WHERE key IS NOT NULL
+    ORDER BY host_id, key  -- every statement locks keys in one order: two cannot deadlock
     ON CONFLICT (host_id, key) DO UPDATE
         SET request_hash = excluded.request_hash, room_id = excluded.room_id, created_at = now()
         WHERE NOT ({LIVE_KEY})

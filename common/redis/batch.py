@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    DataError,
+    NoScriptError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 
 from common.redis.client import AnyPipeline, RedisClient
 from common.redis.scripts import LuaScript
@@ -45,8 +53,29 @@ async def run_batch(client: RedisClient, callers: Sequence[Caller], scripts: Map
     callers' first stages (and each read, an MGET of its own: keys of different slots cannot share
     one) go together, then, once those are answered, the second stages of the callers whose first did
     not fail, and so on. Raises only if the round trip itself fails (Redis unreachable, or too slow
-    for the callers' bound): then none of them can tell what ran.
+    for the callers' bound, or a node failing over): then none of them can tell what ran.
+
+    A caller whose commands Redis refuses, or whose stage raises, or with an argument redis-py cannot
+    encode, gets that error as its outcome; the others get theirs.
     """
+    try:
+        return await _run_batch(client, callers, scripts)
+    except DataError:
+        if len(callers) == 1:
+            raise
+        # Some caller's argument could not be encoded, which fails a pipeline before anything is
+        # sent on one server: each caller alone, so that it fails only its own.
+        return [await _alone(client, caller, scripts) for caller in callers]
+
+
+async def _alone(client: RedisClient, caller: Caller, scripts: Mapping[str, LuaScript]) -> Outcome:
+    try:
+        return (await _run_batch(client, [caller], scripts))[0]
+    except DataError as refused:
+        return refused
+
+
+async def _run_batch(client: RedisClient, callers: Sequence[Caller], scripts: Mapping[str, LuaScript]) -> list[Outcome]:
     if isinstance(client, RedisCluster):
         staged = [[_read_stage(caller)] if isinstance(caller, Read) else caller for caller in callers]
         outcomes = await _run_in_order(client, staged, scripts, rounds=max(map(len, staged), default=0))
@@ -98,8 +127,13 @@ async def _run_in_order(
             if isinstance(outcomes[caller], Exception):
                 continue
             start = len(pipe)
-            for stage in stages if rounds == 1 else stages[round_index : round_index + 1]:
-                stage(pipe)
+            try:
+                for stage in stages if rounds == 1 else stages[round_index : round_index + 1]:
+                    stage(pipe)
+            except Exception as bug:  # this caller's alone: what it queued is taken back
+                del _queued(pipe)[start:]
+                outcomes[caller] = bug
+                continue
             if len(pipe) > start:
                 spans.append((caller, start, len(pipe)))
         if not spans:
@@ -133,12 +167,25 @@ async def _execute(client: RedisClient, pipe: AnyPipeline, scripts: Mapping[str,
             again.execute_command(*args, **options)
         for i, result in zip(unscripted, await again.execute(raise_on_error=False), strict=True):
             results[i] = result
+    for result in results:
+        if isinstance(result, Exception) and not _refused(result):
+            raise result  # a node unreachable or failing over: none of the callers can tell what ran
     for i, result in enumerate(results):
         if isinstance(result, Exception):
             # Name the failing command, as redis-py does when it raises from a pipeline itself.
             name = _command(queued[i])[0][0]
             result.args = (f"{name} in a pipeline failed: {result.args[0] if result.args else ''}",)
     return results
+
+
+def _refused(error: Exception) -> bool:
+    """Whether Redis refused this one command (a wrong type, say), rather than a node being unable to
+    run anything: a cluster pipeline reports the loss of a connection, or a failover, as a result."""
+    return isinstance(error, ResponseError) and not isinstance(error, _NODE_TROUBLE)
+
+
+# Refusals that say the node, not the command, is in trouble.
+_NODE_TROUBLE = (ClusterError, TryAgainError, ReadOnlyError, AskError)
 
 
 def _queued(pipe: AnyPipeline) -> list[Any]:

@@ -34,10 +34,6 @@ class CircuitBreaker:
         self._probing = True
         return True
 
-    def may_try(self) -> bool:
-        """Whether `allow` would let a call go out now; unlike it, takes no probe."""
-        return not self.is_open or (not self._probing and self._clock() >= self._open_until)
-
     def record_success(self) -> None:
         self._failures = 0
         self._probing = False

@@ -12,11 +12,12 @@ connection taken from the pool, one task woken, however many requests share it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from common.metrics import Metrics
 from common.redis.batch import Caller, Outcome, Read, Stage, run_batch
@@ -84,19 +85,28 @@ class GuardedRedis:
         return await self._gathered(Read(tuple(keys)))
 
     async def _gathered(self, caller: Caller) -> list[Any] | None:
-        if not self._breaker.may_try():
-            self._metrics.incr("cache_skipped_total")
-            return None
+        if self._breaker.is_open:
+            # Known to be down: one request at a time finds out whether it is back (the probe), on its
+            # own; the others do without, at no cost.
+            if not self._breaker.allow():
+                self._metrics.incr("cache_skipped_total")
+                return None
+            probe = _Waiting(caller, asyncio.get_running_loop().time(), asyncio.get_running_loop().create_future())
+            self._start(self._send([probe], probe=True))
+            return await probe.answer
         loop = asyncio.get_running_loop()
-        if not self._gathering:
-            # A task runs first on the next turn of the loop: after every request of this one has
-            # had its say. It is not the request's own, so cancelling the request leaves it alone.
-            task = loop.create_task(self._send_gathered())
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
         waiting = _Waiting(caller, loop.time(), loop.create_future())
         self._gathering.append(waiting)
+        if len(self._gathering) == 1:
+            # The task runs first on the next turn of the loop, after every request of this one has
+            # had its say. It is not the request's own: cancelling the request leaves it alone.
+            self._start(self._send_gathered())
         return await waiting.answer
+
+    def _start(self, batch: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(batch)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     async def _send_gathered(self) -> None:
         batch = [waiting for waiting in self._gathering if not waiting.answer.done()]  # cancelled: never sent
@@ -104,7 +114,7 @@ class GuardedRedis:
         if batch:
             await self._send(batch)
 
-    async def _send(self, batch: list[_Waiting]) -> None:
+    async def _send(self, batch: list[_Waiting], probe: bool = False) -> None:
         """One round trip for the whole batch, bounded by the earliest bound among its requests and
         counted once by the breaker, whatever the number of requests."""
         outcomes: list[Outcome] | None = None
@@ -114,6 +124,7 @@ class GuardedRedis:
                 default=None,
                 deadline=batch[0].since + self._timeout,
                 requests=len(batch),
+                probe=probe,
             )
         except Exception as bug:  # not Redis being unavailable: each request raises it, as it would alone
             for waiting in batch:
@@ -124,18 +135,35 @@ class GuardedRedis:
                 self._answer(waiting, None if outcomes is None else outcomes[i])
 
     def _answer(self, waiting: _Waiting, outcome: Outcome | None) -> None:
-        if isinstance(outcome, Exception):
-            # Redis answered, and so is up; this request's command was refused (a wrong type, say).
+        if waiting.answer.done():  # cancelled meanwhile
+            return
+        if isinstance(outcome, RedisError):
+            # Redis answered, and so is up: this request's command was refused (a wrong type, say),
+            # or could not be sent (an argument redis-py cannot encode).
             self._metrics.incr("cache_errors_total")
-            outcome = None
-        if not waiting.answer.done():  # cancelled meanwhile
+            waiting.answer.set_result(None)
+        elif isinstance(outcome, Exception):
+            waiting.answer.set_exception(outcome)  # a bug in what this request queued: its own 500
+        else:
             waiting.answer.set_result(outcome)
 
     async def _guarded(
-        self, command: Callable[[RedisClient], Awaitable[T]], default: T, deadline: float, requests: int = 1
+        self,
+        command: Callable[[RedisClient], Awaitable[T]],
+        default: T,
+        deadline: float,
+        requests: int = 1,
+        probe: bool = False,
     ) -> T:
-        """`requests`: how many requests wait for this call, for the metrics, which count requests."""
-        if not self._breaker.allow():
+        """`requests`: how many requests wait for this call, for the metrics, which count requests.
+        `probe`: the breaker has already let this call through as its probe."""
+        if asyncio.get_running_loop().time() >= deadline:
+            # The bound ran out before the call could start (the loop was busy): no news of Redis.
+            self._metrics.incr("cache_errors_total", requests)
+            if probe:
+                self._breaker.record_abandoned()
+            return default
+        if not probe and not self._breaker.allow():
             self._metrics.incr("cache_skipped_total", requests)
             return default
         recovering = self._breaker.is_open

@@ -58,22 +58,25 @@ class RoomInserts:
         """A new room with a fresh code and its `room.created` event, or None if `claim`'s key is taken.
         Raises `DatabaseUnavailable` (Postgres down or slower than the bound) and `NoFreeRoomCode`."""
         loop = asyncio.get_running_loop()
-        if not self._gathering:
-            loop.call_soon(self._send_gathered)  # after every request of this turn has had its say
         room = NewRoom(self._new_code(), host_id, max_participants, ttl_seconds, claim)
         waiting = _Waiting(room, loop.time(), loop.create_future())
         self._gathering.append(waiting)
+        if len(self._gathering) == 1:
+            loop.call_soon(self._send_gathered)  # after every request of this turn has had its say
         made = await waiting.answer
         if isinstance(made, _Alone):
-            return await self._insert_alone(room)
+            return await self._insert_alone(waiting.room)
         return made
 
     def _send_gathered(self) -> None:
-        # One room per key and host in a statement (Postgres claims a key once per statement): a
-        # second request with the same key waits for the next batch, and finds the key taken.
+        """Send what was gathered. Within one statement the rows have distinct codes (a code drawn
+        twice is drawn again: the rows are told apart by it) and distinct keys (Postgres claims a key
+        once per statement): a second request with a key waits for the statement of the first, then
+        goes in the next one and finds the key taken."""
         batch: list[_Waiting] = []
         later: list[_Waiting] = []
         keys: set[tuple[UUID, str]] = set()
+        codes: set[str] = set()
         for waiting in self._gathering:
             if waiting.answer.done():
                 continue  # cancelled before it left: never sent
@@ -83,14 +86,17 @@ class RoomInserts:
                 continue
             if claim is not None:
                 keys.add((waiting.room.host_id, claim[0]))
+            while waiting.room.room_id in codes:
+                waiting.room = waiting.room._replace(room_id=self._new_code())
+            codes.add(waiting.room.room_id)
             batch.append(waiting)
         self._gathering = later
-        if later:
-            asyncio.get_running_loop().call_soon(self._send_gathered)
         if batch:
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+            if later:
+                task.add_done_callback(lambda _: self._send_gathered())
 
     async def _send(self, batch: list[_Waiting]) -> None:
         """One statement for the batch, bounded by the earliest bound among its requests."""
@@ -103,6 +109,13 @@ class RoomInserts:
             outcome: BaseException | _Alone = _Alone() if exc.constraint_name == "meetings_room_id_key" else exc
             for waiting in batch:
                 _settle(waiting, outcome)
+            return
+        except asyncpg.DeadlockDetectedError:
+            # The statement claims its keys in one order (see rooms.create_rooms), but another
+            # writer of the key table may not: each request tries again on its own.
+            log.warning("creating %d rooms met a deadlock; each is tried again on its own", len(batch))
+            for waiting in batch:
+                _settle(waiting, _Alone())
             return
         except Exception as exc:  # each request raises it, as it would have alone
             for waiting in batch:

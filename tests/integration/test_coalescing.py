@@ -16,7 +16,9 @@ from common.metrics import Metrics
 from common.redis.client import RedisClient, close_redis, create_redis
 from common.redis.guarded import GuardedRedis
 from common.settings import Settings
+from tests.support.faultproxy import Mode, redis_url_via
 from tests.support.processes import free_port
+from tests.support.settings import make_settings
 
 Guarded = Callable[..., GuardedRedis]
 
@@ -102,7 +104,7 @@ async def test_concurrent_reads_share_one_mget_on_one_server(make_guarded, key, 
 
 
 async def test_a_failing_command_fails_only_its_own_request(make_guarded, key, redis_client) -> None:
-    guarded = make_guarded()
+    guarded = make_guarded(redis_breaker_threshold=1)  # one failure counted would open it
     await redis_client.set(key("text"), b"not a number")
 
     answers = await asyncio.gather(
@@ -113,6 +115,28 @@ async def test_a_failing_command_fails_only_its_own_request(make_guarded, key, r
 
     assert list(answers) == [[1], None, [b"not a number"]]
     assert guarded.available  # Redis answered: a refused command says nothing of Redis being down
+
+
+async def test_a_request_whose_commands_cannot_be_queued_fails_alone(make_guarded, key) -> None:
+    guarded = make_guarded(redis_breaker_threshold=1)
+
+    def broken(pipe: Any) -> None:
+        pipe.set(key("half"), b"1")
+        raise ValueError("a bug in what this request queues")
+
+    answers = await asyncio.gather(
+        guarded.pipeline(lambda pipe: pipe.set(key("before"), b"1")),
+        guarded.pipeline(broken),
+        guarded.pipeline(lambda pipe: pipe.set(key("unencodable"), None)),  # redis-py refuses None
+        guarded.read([key("before"), key("half")]),
+        return_exceptions=True,
+    )
+
+    assert answers[0] == [True]
+    assert isinstance(answers[1], ValueError)  # its own bug, raised in its own request
+    assert answers[2] is None  # an argument Redis never saw: a refusal like Redis's own
+    assert answers[3] == [b"1", None]  # the broken request's first command was taken back
+    assert guarded.available
 
 
 async def test_a_batch_that_times_out_fails_its_own_requests_within_their_bound_and_counts_once(
@@ -169,6 +193,33 @@ async def test_a_request_cancelled_before_its_batch_leaves_sends_nothing(make_gu
     assert sent == [True]
     assert cancelled.cancelled()
     assert await redis_client.exists(key("never")) == 0
+
+
+async def test_once_redis_may_be_back_one_request_finds_out_and_the_others_do_without(
+    database_url, redis_url, redis_proxy
+) -> None:
+    settings = make_settings(
+        database_url, redis_url_via(redis_url, redis_proxy), redis_breaker_threshold=1, redis_retry_seconds=0.3
+    )
+    client = create_redis(settings, 0.25, bounded_by_caller=True)
+    guarded = GuardedRedis(client, settings, Metrics(), 0.25, scripts=[])
+    try:
+        redis_proxy.set_mode(Mode.BLACKHOLE)  # connections open, nothing ever answers
+        assert await guarded.pipeline(lambda pipe: pipe.get("any")) is None
+        assert not guarded.available
+        await asyncio.sleep(0.35)  # the breaker lets one probe through now
+
+        async def timed() -> float:
+            started = time.monotonic()
+            assert await guarded.read(["any"]) is None
+            return time.monotonic() - started
+
+        waits = sorted(await asyncio.gather(*(timed() for _ in range(50))))
+
+        assert waits[-1] >= 0.2  # the probe waited for its bound
+        assert waits[-2] < 0.05  # everyone else did without at once
+    finally:
+        await close_redis(client)
 
 
 @pytest.mark.one_topology

@@ -18,6 +18,7 @@ from common.redis.keys import dead_letter_stream, ended_room_key, room_key
 from common.rooms.events import from_stream_fields
 from tests.support.faultproxy import Mode, redis_url_via
 from tests.support.settings import make_settings
+from tests.support.waiting import eventually
 from worker.history import HistoryConsumer
 from worker.jobs.cache import sweep_room_cache
 from worker.jobs.expiry import expire_rooms
@@ -127,6 +128,11 @@ async def test_rooms_created_while_redis_is_down_reach_the_stream_history_and_ca
 
 async def test_a_relay_repeat_is_recorded_once(client, host, stream_name, worker_res, redis_client, db) -> None:
     code = (await client.post("/rooms", headers=host)).json()["roomId"]
+
+    async def marked() -> bool:  # by the API, a moment after its answer (DeferredMarks)
+        return bool(await db.fetchval("SELECT published_at IS NOT NULL FROM room_events WHERE room_id = $1", code))
+
+    await eventually(marked, within=5, what="the API marks its event published")
     # A relay that crashed between XADD and marking the row publishes the same event again.
     await db.execute("UPDATE room_events SET published_at = NULL WHERE room_id = $1", code)
     await relay_outbox(relay_now(worker_res))

@@ -61,16 +61,3 @@ def test_an_abandoned_probe_lets_the_next_call_probe() -> None:
     assert breaker.allow()
     breaker.record_abandoned()
     assert breaker.allow()
-
-
-def test_may_try_says_whether_a_call_could_go_out_without_taking_the_probe() -> None:
-    clock = Clock()
-    breaker = CircuitBreaker(threshold=1, retry_seconds=5, clock=clock)
-    assert breaker.may_try()
-    breaker.record_failure()
-    assert not breaker.may_try()
-    clock.now += 5
-    assert breaker.may_try()
-    assert breaker.may_try()  # asking takes nothing
-    assert breaker.allow()  # the probe
-    assert not breaker.may_try()  # while it is out, nobody else
