@@ -60,9 +60,9 @@ async def run_batch(client: RedisClient, callers: Sequence[Caller], scripts: Map
     """
     try:
         return await _run_batch(client, callers, scripts)
-    except DataError:
+    except DataError as refused:
         if len(callers) == 1:
-            raise
+            return [refused]
         # Some caller's argument could not be encoded, which fails a pipeline before anything is
         # sent on one server: each caller alone, so that it fails only its own.
         return [await _alone(client, caller, scripts) for caller in callers]
