@@ -14,11 +14,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.logs import configure_logging
-from common.settings import ENV_PREFIX, Settings, SettingsError, load_settings, require
+from common.settings import ENV_PREFIX, Settings, SettingsError, load_settings, require, unknown_variables
 
 if TYPE_CHECKING:
     from granian.server.common import AbstractServer
@@ -31,10 +32,16 @@ DEV_DATABASE = "rooms"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="roomservice", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {metadata.version('roomservice')}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP API (granian, ROOMS_WORKERS processes)")
     commands.add_parser("worker", help="run the background worker (arq)")
-    commands.add_parser("migrate", help="apply pending database migrations, then exit")
+    migrate = commands.add_parser("migrate", help="apply pending database migrations, then exit")
+    migrate.add_argument(
+        "--status",
+        action="store_true",
+        help="apply nothing: list the applied and pending migrations; exit 1 if some are pending",
+    )
     commands.add_parser(
         "dev", help="run everything locally; starts embedded Postgres/Redis where ROOMS_*_URL are unset"
     )
@@ -46,12 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"roomservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(settings.log_level)
+    for variable, closest in unknown_variables(os.environ):
+        log.warning("%s is not a setting of this service%s", variable, f"; did you mean {closest}?" if closest else "")
 
     try:
         if args.command == "serve":
             serve(settings)
         elif args.command == "worker":
             run_worker(settings)
+        elif args.command == "migrate" and args.status:
+            return show_migrations(settings)
         elif args.command == "migrate":
             run_migrations(settings)
         else:
@@ -112,6 +123,22 @@ def run_migrations(settings: Settings) -> None:
 
     applied = asyncio.run(migrate(require(settings.database_url, "DATABASE_URL")))
     log.info("migrations applied: %s", ", ".join(applied) if applied else "none (up to date)")
+
+
+def show_migrations(settings: Settings) -> int:
+    """Print each migration, applied (when) or pending; 1 if any is pending, 2 if one was edited."""
+    from roomservice.migrate import migration_status
+
+    states = asyncio.run(migration_status(require(settings.database_url, "DATABASE_URL")))
+    for state in states:
+        if state.applied_at is None:
+            print(f"pending  {state.name}")  # noqa: T201
+        else:
+            edited = "  (edited since: migrate refuses to run)" if state.edited else ""
+            print(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S %Z}{edited}")  # noqa: T201
+    if any(state.edited for state in states):
+        return 2
+    return 1 if any(state.applied_at is None for state in states) else 0
 
 
 def dev(settings: Settings) -> None:

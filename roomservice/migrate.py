@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 from importlib import resources
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -71,6 +73,35 @@ async def migrate(dsn: str, migrations: list[Migration] | None = None, connect_t
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     finally:
         await conn.close()
+
+
+class MigrationState(NamedTuple):
+    """A migration of this version as the database knows it."""
+
+    name: str
+    applied_at: datetime | None  # None: pending
+    edited: bool  # applied, but the file has changed since (`migrate` refuses to run)
+
+
+async def migration_status(
+    dsn: str, migrations: list[Migration] | None = None, connect_timeout: float = 10
+) -> list[MigrationState]:
+    """Each migration of this version, applied or pending. Reads only: takes no lock, creates nothing."""
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+    try:
+        ledger = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        rows = await conn.fetch("SELECT name, checksum, applied_at FROM schema_migrations") if ledger else []
+    finally:
+        await conn.close()
+    applied = {row["name"]: row for row in rows}
+    return [
+        MigrationState(
+            migration.name,
+            applied[migration.name]["applied_at"] if migration.name in applied else None,
+            migration.name in applied and applied[migration.name]["checksum"] != migration.checksum,
+        )
+        for migration in (available_migrations() if migrations is None else migrations)
+    ]
 
 
 async def _apply_pending(conn: asyncpg.Connection, migrations: list[Migration]) -> list[str]:

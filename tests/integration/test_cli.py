@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import ROOMSERVICE, environment, free_port, wait_until_ready
+from tests.support.processes import REPO_ROOT, ROOMSERVICE, environment, free_port, wait_until_ready
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:
@@ -45,6 +46,38 @@ def test_serve_needs_the_database_url() -> None:
     )
     assert result.returncode == 2
     assert "ROOMS_DATABASE_URL is required" in result.stderr
+
+
+def test_version_is_the_installed_one() -> None:
+    result = subprocess.run([*ROOMSERVICE, "--version"], env=environment(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"roomservice {metadata.version('roomservice')}"
+
+
+def test_migrate_status_lists_pending_then_applied(scratch_database: str) -> None:
+    env = environment(database_url=scratch_database)
+    shipped = sorted(entry.name for entry in (REPO_ROOT / "migrations").glob("*.sql"))
+
+    def status() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*ROOMSERVICE, "migrate", "--status"], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    before = status()
+    assert before.returncode == 1, before.stderr  # something is pending
+    assert [line.split() for line in before.stdout.splitlines()] == [["pending", name] for name in shipped]
+
+    assert subprocess.run([*ROOMSERVICE, "migrate"], env=env, capture_output=True, timeout=60).returncode == 0
+    after = status()
+    assert after.returncode == 0, after.stderr
+    assert [line.split()[:2] for line in after.stdout.splitlines()] == [["applied", name] for name in shipped]
+
+
+def test_an_unknown_variable_is_named_with_the_closest_setting(scratch_database: str) -> None:
+    env = environment(database_url=scratch_database, worker="4", no_such_thing="1")
+    result = subprocess.run([*ROOMSERVICE, "migrate", "--status"], env=env, capture_output=True, text=True, timeout=60)
+    assert "ROOMS_WORKER is not a setting of this service; did you mean ROOMS_WORKERS?" in result.stderr
+    assert "ROOMS_NO_SUCH_THING is not a setting of this service\n" in result.stderr  # nothing close to it
 
 
 def test_migrate_then_serve(scratch_database: str, redis_url: str) -> None:
