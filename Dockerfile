@@ -5,7 +5,8 @@
 #   roomservice worker   the background worker
 #   roomservice migrate  apply pending migrations, then exit
 #
-# Only the runtime dependencies are installed: the `dev` and `embedded` extras stay out.
+# Only the runtime dependencies are installed, at the versions of requirements/main.lock: the `dev`
+# and `embedded` extras stay out.
 
 FROM python:3.11-slim AS build
 
@@ -14,8 +15,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 RUN python -m venv /opt/venv
 WORKDIR /src
+# The locked dependencies first, in a layer of their own: it is rebuilt only when the lock changes,
+# not on every change of the code.
+COPY requirements/main.lock requirements/main.lock
+RUN /opt/venv/bin/pip install --require-hashes -r requirements/main.lock
 COPY . .
-RUN /opt/venv/bin/pip install .
+RUN /opt/venv/bin/pip install --no-deps . && /opt/venv/bin/pip check
 
 
 FROM python:3.11-slim

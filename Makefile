@@ -1,10 +1,12 @@
-# The two commands a newcomer needs: `make run` and `make test`. Both create .venv on first use.
+# The two commands a newcomer needs: `make run` and `make test`. Both create .venv on first use,
+# installing the exact versions of requirements/dev.lock (hash-checked), then the project itself.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/dev.lock
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench lock clean
 
 run: $(STAMP)  ## the service on http://127.0.0.1:8000, with embedded Postgres and Redis unless ROOMS_*_URL are set
 	$(BIN)/roomservice dev
@@ -24,11 +26,20 @@ bench: $(STAMP)  ## every benchmark; docs/performance.md says what each measures
 	$(BIN)/python bench/flood_bench.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock .data .pytest_cache .mypy_cache .ruff_cache
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
+
+lock:  ## resolve requirements/*.lock again from pyproject.toml's ranges (newest versions; needs PyPI)
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet 'uv>=0.9,<1'
+	.venv-lock/bin/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
+		--extra dev -o requirements/dev.lock --quiet
+	.venv-lock/bin/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
+		-o requirements/main.lock --quiet
