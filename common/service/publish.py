@@ -9,6 +9,7 @@ consumers drop the copy by its `eventId`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -71,6 +72,7 @@ class DeferredMarks:
         self._pool = pool
         self._timeout = timeout
         self._pending: list[tuple[int, int]] = []  # (outbox id, generation)
+        self._flushing = asyncio.Lock()
 
     async def add(self, changes: Sequence[Outboxed]) -> None:
         """A `Mark` for `Publisher.publish`: the rows are marked by the next `flush`."""
@@ -78,7 +80,12 @@ class DeferredMarks:
 
     async def flush(self) -> None:
         """Mark what is pending. Never raises: a batch that could not be marked is kept (bounded) for
-        the next round."""
+        the next round. Returns once every mark added before the call is committed (or kept): a
+        flush already under way is waited for, not overtaken."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, []

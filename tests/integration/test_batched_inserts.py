@@ -1,5 +1,6 @@
-"""Creates of one moment share one Postgres statement (`RoomInserts`): counted on the Postgres side by
-the transaction that wrote each row (`xmin`), each request still getting its own answer."""
+"""Creates of one moment share one Postgres statement (`RoomInserts`), and the marks that follow them
+(`DeferredMarks`). Statements are counted on the Postgres side by the transaction that wrote each row
+(`xmin`), each request still getting its own answer."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from common.metrics import Metrics
 from common.rooms.codes import generate_room_code
 from common.service.idempotency import claim_for
 from common.service.inserts import RoomInserts
+from common.service.publish import DeferredMarks
 from tests.support.settings import make_settings
 
 TTL = 3600
@@ -125,3 +127,25 @@ async def test_statements_with_the_same_keys_never_deadlock(room_inserts, caplog
         )
         assert sum(one is not None for one in made) == len(keys)  # one room per key, no error
     assert "deadlock" not in caplog.text  # not even one that a retry then hid
+
+
+async def test_a_flush_waits_for_the_one_under_way(pool, db, new_host) -> None:
+    """A change flushes the marks before it reads whether its room has events waiting: a flush the
+    background loop has under way must be committed by then, not skipped as nothing pending."""
+    made = await inserts(pool).insert(new_host(), 4, TTL, None)
+    assert made is not None
+    room, created = made
+    marks = DeferredMarks(pool, timeout=5)
+    await marks.add([created])
+
+    async with db.transaction():  # holds the outbox row, so the first flush's UPDATE waits
+        await db.execute("SELECT 1 FROM room_events WHERE id = $1 FOR UPDATE", created.outbox_id)
+        under_way = asyncio.ensure_future(marks.flush())
+        await asyncio.sleep(0.2)
+        second = asyncio.ensure_future(marks.flush())
+        await asyncio.sleep(0.2)
+        assert not second.done()  # it waits for the first, rather than find nothing pending
+    await asyncio.gather(under_way, second)
+
+    assert await db.fetchval("SELECT published_at IS NOT NULL FROM room_events WHERE id = $1", created.outbox_id)
+    assert room.room_id == created.event.room_id
