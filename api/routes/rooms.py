@@ -29,10 +29,9 @@ from api.schemas import (
     limit_body,
     room_code,
 )
-from common.rooms.model import RoomStatus, RoomView, to_view
+from common.rooms.model import JSON_ENCODER, RoomStatus, RoomView, to_view
 
 _MAX_PAGE = 100
-_VIEW_JSON = msgspec.json.Encoder()
 
 
 @post(
@@ -115,7 +114,7 @@ async def get_room(request: Request[Any, Any, Any], room_id: RoomCode) -> Respon
     view = await service_of(request.app.state).view(room_code(room_id), partial(client_of, request))
     # Encoded here: a struct handed to Litestar to encode costs the busiest route about a tenth of its
     # CPU (docs/performance.md). The body is the same.
-    return Response(_VIEW_JSON.encode(view), media_type=MediaType.JSON)
+    return Response(JSON_ENCODER.encode(view), media_type=MediaType.JSON)
 
 
 @patch(

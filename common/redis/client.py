@@ -17,7 +17,6 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from common.settings import Settings, require
 
-T = TypeVar("T")
 R = TypeVar("R", bound=redis.Redis)
 
 # One client for the rooms Redis, whatever its topology. Both kinds take the same commands; a

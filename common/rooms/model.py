@@ -11,7 +11,8 @@ import msgspec
 # Which of a host's rooms to list: live ones, ended ones, or both.
 RoomStatus = Literal["active", "ended", "all"]
 
-# One encoder for every JSON the service writes to Redis (room objects, event data): built once.
+# One encoder for the JSON the service writes itself (room objects and event data in Redis, the
+# validate answer): built once.
 JSON_ENCODER = msgspec.json.Encoder()
 
 

@@ -87,7 +87,7 @@ async def test_one_key_twice_at_once_makes_one_room(room_inserts, db, new_host) 
     assert await db.fetchval("SELECT count(*) FROM meetings WHERE host_id = $1", host) == 2
 
 
-async def test_a_taken_code_in_a_batch_costs_the_others_nothing(pool, db, new_host) -> None:
+async def test_a_taken_code_in_a_batch_leaves_the_others_their_codes(pool, db, new_host) -> None:
     taken = generate_room_code()
     await db.execute(
         "INSERT INTO meetings (room_id, host_id, expires_at) VALUES ($1, $2, now() + interval '1 hour')",
