@@ -323,6 +323,13 @@ async def test_a_mark_racing_a_change_of_primaries_is_refused(client, host, db, 
     the event may be missing there, and the replay must find its row unpublished."""
     code = (await client.post("/rooms", headers=host)).json()["roomId"]
     outbox_id = await db.fetchval("SELECT id FROM room_events WHERE room_id = $1", code)
+
+    async def marked_by_the_api() -> bool:
+        return await db.fetchval("SELECT published_at IS NOT NULL FROM room_events WHERE id = $1", outbox_id)
+
+    # The API marks its own event a moment after answering; that mark must land before the row is made
+    # unpublished again, or it would be the mark that sets published_at, not the one under test.
+    await eventually(marked_by_the_api, 5, "the API marks its event published")
     await db.execute("UPDATE room_events SET published_at = NULL WHERE id = $1", outbox_id)
     await db.execute(
         "INSERT INTO redis_primaries (identity, generation, seen_at) VALUES ('old', 7, now()) "
