@@ -1,9 +1,29 @@
-"""Process-local counters, exposed by the API at /metrics in the Prometheus text format."""
+"""The service's metrics, kept by prometheus_client and exposed in the Prometheus text format.
+
+Each `Metrics` has a registry of its own (a test makes many apps in one process, each counting for
+itself). With several server processes (`ROOMS_WORKERS` > 1) `roomservice serve` sets
+`PROMETHEUS_MULTIPROC_DIR` before any of them starts: prometheus_client then keeps every value in a
+file per process there, and a scrape of any process reads them all (`exposition`).
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+import os
 from typing import Literal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 CounterName = Literal[
     "rooms_created_total",
@@ -31,22 +51,68 @@ _HELP: dict[CounterName, str] = {
     "rate_limited_total": "Requests answered 429: too many misses, or too many rooms created.",
 }
 
+PREFIX = "roomservice_"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of the per-process value files, when several processes share the metrics."""
+    return os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
+
 
 class Metrics:
-    """Named counters, per process: with ROOMS_WORKERS > 1 a scrape reads whichever process answers."""
+    """The domain counters, the Redis breaker's state, and whatever else a process registers on
+    `registry` (the API's request metrics, the worker's job metrics)."""
 
     def __init__(self) -> None:
-        self._counts: Counter[CounterName] = Counter()
+        # A `_created` timestamp beside every counter doubles the series and says nothing useful here.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._counters = {
+            name: Counter(PREFIX + name, help_text, registry=self.registry) for name, help_text in _HELP.items()
+        }
+        # The latest state any process saw: the breaker opens and closes in each process by itself.
+        self._breaker_open = Gauge(
+            PREFIX + "cache_breaker_open",
+            "1 while Redis is considered down (the breaker is open), else 0.",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self._breaker_open.set(0)
+        if multiprocess_dir() is None:
+            # What a process reports of itself (CPU, memory, open files, GC) means one process only,
+            # and prometheus_client does not collect it in multi-process mode.
+            ProcessCollector(namespace="roomservice", registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
 
     def incr(self, name: CounterName, amount: int = 1) -> None:
-        self._counts[name] += amount
+        self._counters[name].inc(amount)
 
-    def render(self, gauges: dict[str, tuple[str, float]] | None = None) -> str:
-        lines: list[str] = []
-        for name, help_text in _HELP.items():
-            full = f"roomservice_{name}"
-            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} counter", f"{full} {self._counts[name]}"]
-        for gauge, (help_text, value) in (gauges or {}).items():
-            full = f"roomservice_{gauge}"
-            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} gauge", f"{full} {value:g}"]
-        return "\n".join(lines) + "\n"
+    def count(self, name: CounterName) -> float:
+        """This process's count (for tests and checks; a scrape reads `exposition`)."""
+        return self._counters[name]._value.get()  # noqa: SLF001 - prometheus_client has no public reader
+
+    def set_breaker_open(self, is_open: bool) -> None:
+        self._breaker_open.set(1 if is_open else 0)
+
+    def counter(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(PREFIX + name, help_text, labels, registry=self.registry)
+
+    def gauge(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> Gauge:
+        # "mostrecent": a gauge is set by one process at a time (a scrape, a job), the latest value holds.
+        return Gauge(PREFIX + name, help_text, labels, registry=self.registry, multiprocess_mode="mostrecent")
+
+    def histogram(self, name: str, help_text: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(PREFIX + name, help_text, labels, registry=self.registry, buckets=buckets)
+
+    def exposition(self) -> bytes:
+        """Everything, in the Prometheus text format: this process's registry, or with several
+        processes the values of all of them."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry(auto_describe=False)
+        multiprocess.MultiProcessCollector(merged, path=directory)
+        return generate_latest(merged)

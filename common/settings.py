@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from common.logs import LogFormat
+
 ENV_PREFIX = "ROOMS_"
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
@@ -47,6 +49,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     log_level: str = "info"
+    # One JSON object per line, or plain text; unset: json for `serve` and `worker`, text for `dev`.
+    log_format: LogFormat | None = None
+    # A log line per request: every request, only those answered 5xx, or none (metrics count them all).
+    access_log: Literal["all", "errors", "off"] = "errors"
+    # Requests by route and status and their latency in /metrics; off saves their cost per request.
+    http_metrics: bool = True
 
     # Room policy. Raising the limit is how paid tiers arrive: configuration, not code.
     room_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86400)] = 86400
@@ -92,6 +100,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     expiry_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
     sweep_batch_size: Annotated[int, msgspec.Meta(ge=100, le=50_000)] = 5000
+    # The worker's /metrics and /health, on ROOMS_HOST; 0 serves neither.
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9101
+    # /health answers 503 once one of the worker's loops has not come round for this long.
+    worker_stuck_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 120.0
 
     # Abuse protection (fail open while Redis is down). A room code answers "does this meeting exist",
     # so each client (X-User-Id, else peer address) may get only so many 404/410 a minute; 0 disables.

@@ -11,14 +11,16 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.logs import configure_logging
+from common.logs import LogFormat, configure_logging, formatter
 from common.settings import ENV_PREFIX, Settings, SettingsError, load_settings, require, unknown_variables
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("roomservice")
 
 DEV_DATA_DIR = Path(".data")
+# prometheus_client's variable, read when it is first imported: this module must not import it.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 DEV_DATABASE = "rooms"
 
 
@@ -52,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"roomservice: configuration error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    configure_logging(settings.log_level)
+    log_format = settings.log_format or ("text" if args.command == "dev" else "json")
+    configure_logging(settings.log_level, log_format)
     for variable, closest in unknown_variables(os.environ):
         log.warning("%s is not a setting of this service%s", variable, f"; did you mean {closest}?" if closest else "")
 
@@ -79,12 +84,43 @@ def serve(settings: Settings) -> None:
     """Run the API under granian. Each process builds its app from the ROOMS_* environment."""
     require(settings.database_url, "DATABASE_URL")
     require_redis(settings)
-    granian_server(
-        "api.app:app_from_environment", host=settings.host, port=settings.port, workers=settings.workers, factory=True
-    ).serve()
+    with shared_metrics(settings.workers):
+        granian_server(
+            "api.app:app_from_environment",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            factory=True,
+            log_format=settings.log_format or "json",
+        ).serve()
 
 
-def granian_server(target: str, *, host: str, port: int, workers: int, factory: bool) -> AbstractServer[Any]:
+@contextlib.contextmanager
+def shared_metrics(workers: int) -> Iterator[None]:
+    """With several API processes, a directory where each keeps its metric values, so that a scrape
+    answered by any of them counts all of them: `PROMETHEUS_MULTIPROC_DIR` if the operator chose one
+    (emptied now: the files of an earlier run would add its counts), else a fresh one, removed at exit.
+    Set before granian starts the processes, which read it when they first import prometheus_client."""
+    if workers == 1:
+        yield
+        return
+    chosen = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    directory = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="roomservice-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = str(directory)
+    log.info("metrics of the %d API processes kept in %s", workers, directory)
+    try:
+        yield
+    finally:
+        if not chosen:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def granian_server(
+    target: str, *, host: str, port: int, workers: int, factory: bool, log_format: LogFormat = "json"
+) -> AbstractServer[Any]:
     """The granian the API is served by. bench/serve_ceiling.py serves the framework ceiling with it
     too, so that the two are measured under the same server settings."""
     from granian import Granian
@@ -99,6 +135,14 @@ def granian_server(target: str, *, host: str, port: int, workers: int, factory: 
         workers=workers,
         loop=Loops.uvloop if sys.platform != "win32" else Loops.asyncio,
         log_access=False,
+        # granian's own lines (start, stop, its processes) in the service's format, on stderr.
+        log_dictconfig={
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"service": {"()": formatter, "log_format": log_format}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "service"}},
+            "loggers": {"_granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+        },
         backlog=2048,
     )
 
@@ -154,8 +198,10 @@ def dev(settings: Settings) -> None:
         if not settings.redis_configured:
             overrides["REDIS_URL"] = running.enter_context(embedded_redis(DEV_DATA_DIR / "valkey", persist=True))
             log.info("embedded Redis (Valkey) running at %s", overrides["REDIS_URL"])
-        # The API processes read their settings from the environment, so the URLs go there.
+        # The API processes and the worker read their settings from the environment, so the URLs go
+        # there, and the text log format that `dev` defaults to.
         os.environ.update({ENV_PREFIX + name: value for name, value in overrides.items()})
+        os.environ.setdefault(ENV_PREFIX + "LOG_FORMAT", "text")
         settings = load_settings(os.environ)
 
         run_migrations(settings)

@@ -7,9 +7,11 @@ from typing import Literal
 import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
 from common.db.pool import connection
 from common.errors import DatabaseUnavailable
+from common.metrics import CONTENT_TYPE
 
 
 class Readiness(msgspec.Struct, frozen=True, rename="camel"):
@@ -28,7 +30,7 @@ async def live() -> dict[str, str]:
     "/health/ready",
     summary="Ready to serve: 200 while Postgres answers (Redis is optional), else 503",
     tags=["health"],
-    responses=None,
+    responses={503: ResponseSpec(Readiness, description="Postgres does not answer.", generate_examples=False)},
 )
 async def ready(state: State) -> Response[Readiness]:
     postgres: Literal["ok", "down"] = "ok"
@@ -44,8 +46,12 @@ async def ready(state: State) -> Response[Readiness]:
     return Response(readiness, status_code=200 if postgres == "ok" else 503)
 
 
-@get("/metrics", summary="Counters in the Prometheus text format", tags=["health"], media_type="text/plain")
-async def metrics(state: State) -> str:
-    breaker_open = 0.0 if state.redis.available else 1.0
-    text: str = state.metrics.render({"cache_breaker_open": ("1 while Redis is considered down.", breaker_open)})
-    return text
+@get(
+    "/metrics",
+    summary="Metrics in the Prometheus text format",
+    description="Requests by route and status, request latency, the service's counters, process metrics.",
+    tags=["health"],
+    media_type=CONTENT_TYPE,
+)
+async def metrics(state: State) -> Response[bytes]:
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE)

@@ -180,11 +180,14 @@ class GuardedRedis:
         except REDIS_UNAVAILABLE:
             self._breaker.record_failure()
             self._metrics.incr("cache_errors_total", requests)
+            self._metrics.set_breaker_open(self._breaker.is_open)
             return default
         except BaseException:
             self._breaker.record_abandoned()
             raise
         self._breaker.record_success()
+        if recovering:
+            self._metrics.set_breaker_open(False)
         return result
 
     async def load_scripts(self) -> None:

@@ -1,0 +1,116 @@
+"""What is seen of every request: its id (`X-Request-Id`), its metrics, and its log line.
+
+`RequestObserver` wraps the whole application, outside Litestar's routing and error handling, so an
+unknown path, a refused method and an error answer are observed like any other request, with the
+status the client really got.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.logs import CURRENT_REQUEST, RequestContext
+from common.metrics import Metrics
+from common.settings import Settings
+
+log = logging.getLogger("roomservice.access")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
+# A caller's id is kept when it is 1 to 128 visible ASCII characters; anything else is replaced.
+REQUEST_ID_PATTERN = r"^[\x21-\x7e]{1,128}$"
+_VALID_REQUEST_ID = re.compile(REQUEST_ID_PATTERN.encode())
+
+# Request latency buckets, in seconds: a cached validate answers in about a millisecond, a miss in a
+# few, and the bounds on Postgres (1.5 s) and Redis (0.25 s) cap the rest.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's `X-Request-Id` when it is acceptable, else a new one (32 hex digits)."""
+    for name, value in headers:
+        if name == _REQUEST_ID_KEY:
+            if _VALID_REQUEST_ID.match(value):
+                return value.decode()
+            break
+    return secrets.token_hex(16)
+
+
+class RequestMetrics:
+    """Requests by method, route template and status, and their latency by method and route.
+
+    The route is the template (`/rooms/{room_id}`), never the path: a series per room code would grow
+    without end. Each label combination's children are looked up once and kept.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._requests = metrics.counter(
+            "http_requests_total", "HTTP requests answered, by method, route and status.", ("method", "route", "status")
+        )
+        self._latency = metrics.histogram(
+            "http_request_duration_seconds",
+            "Time from a request's arrival to its answer's last byte, by method and route.",
+            ("method", "route"),
+            LATENCY_BUCKETS,
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self._requests.labels(method, route, str(status)), self._latency.labels(method, route))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class RequestObserver:
+    """The ASGI wrapper around the app: gives each HTTP request its id (returned on every answer and
+    on every log line of the request), counts and times it, and logs it as `ROOMS_ACCESS_LOG` says."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+        self._app = app
+        self._metrics = RequestMetrics(metrics) if settings.http_metrics else None
+        self._log_from = {"all": 0, "errors": 500, "off": 1000}[settings.access_log]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(scope["headers"])
+        id_header = (_REQUEST_ID_KEY, request_id.encode())
+        status = 500  # what the client sees if the app fails before it answers
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        context = RequestContext(request_id, scope["method"], scope)  # type: ignore[arg-type]
+        token = CURRENT_REQUEST.set(context)
+        try:
+            await self._app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            if self._metrics is not None:
+                self._metrics.observe(context.method, context.route, status, seconds)
+            if status >= self._log_from:
+                log.log(
+                    logging.WARNING if status >= 500 else logging.INFO,
+                    "%s %s %d",
+                    context.method,
+                    context.route,
+                    status,
+                    extra={"status": status, "duration_ms": round(seconds * 1000, 3)},
+                )
+            CURRENT_REQUEST.reset(token)
