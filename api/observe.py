@@ -11,8 +11,10 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.logs import CURRENT_REQUEST, RequestContext
@@ -32,7 +34,7 @@ _VALID_REQUEST_ID = re.compile(REQUEST_ID_PATTERN.encode())
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """The caller's `X-Request-Id` when it is acceptable, else a new one (32 hex digits)."""
     for name, value in headers:
         if name == _REQUEST_ID_KEY:
@@ -81,7 +83,7 @@ class RequestObserver:
         self._log_from = {"all": 0, "errors": 500, "off": 1000}[settings.access_log]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()

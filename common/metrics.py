@@ -67,7 +67,7 @@ class Metrics:
 
     def __init__(self) -> None:
         # A `_created` timestamp beside every counter doubles the series and says nothing useful here.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
         self._counters = {
             name: Counter(PREFIX + name, help_text, registry=self.registry) for name, help_text in _HELP.items()
@@ -92,7 +92,8 @@ class Metrics:
 
     def count(self, name: CounterName) -> float:
         """This process's count (for tests and checks; a scrape reads `exposition`)."""
-        return self._counters[name]._value.get()  # noqa: SLF001 - prometheus_client has no public reader
+        value: float = self._counters[name]._value.get()  # prometheus_client has no public reader of one value
+        return value
 
     def set_breaker_open(self, is_open: bool) -> None:
         self._breaker_open.set(1 if is_open else 0)
@@ -114,5 +115,5 @@ class Metrics:
         if directory is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry(auto_describe=False)
-        multiprocess.MultiProcessCollector(merged, path=directory)
+        multiprocess.MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
         return generate_latest(merged)

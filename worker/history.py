@@ -24,6 +24,7 @@ from common.redis.keys import dead_letter_stream
 from common.redis.stream import retention_floor
 from common.rooms.events import InvalidEntry, RoomEvent, from_stream_fields
 from worker.backoff import Backoff
+from worker.monitor import CONSUMER_LOOP
 from worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class HistoryConsumer:
         own_backlog = True
         next_claim = 0.0
         while not stop.is_set():
+            self._res.monitor.beat(CONSUMER_LOOP)
             if time.monotonic() >= next_claim:
                 await self.claim_abandoned()
                 next_claim = time.monotonic() + self._claim_idle_ms / 2000
@@ -180,7 +182,9 @@ class HistoryConsumer:
                     raise  # leave the batch pending; it is claimed or re-read later
                 log.warning("Postgres unavailable; retrying a batch of %d events in %.1fs", len(events), backoff.delay)
                 await backoff.wait()
+                self._res.monitor.beat(CONSUMER_LOOP)  # waiting out an outage, not stuck
             else:
+                self._res.monitor.recorded(len(events))
                 return
 
     async def _ack(self, entry_ids: list[bytes]) -> None:

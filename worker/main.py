@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -20,11 +21,13 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from common import tracing
 from common.errors import DatabaseUnavailable
 from common.redis.client import close_redis, create_queue_redis
 from common.settings import Settings
 from worker.backoff import Backoff
 from worker.history import HistoryConsumer
+from worker.monitor import CONSUMER_LOOP, JOBS_LOOP, WorkerMonitor, monitor_server
 from worker.resources import WorkerResources, worker_resources
 from worker.schedule import worker_settings
 
@@ -36,6 +39,7 @@ _HEALTHY_RUN_SECONDS = 60
 
 async def run_worker(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT."""
+    tracing.start_from_environment("roomservice-worker", os.environ)  # before the jobs are wrapped
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -43,17 +47,23 @@ async def run_worker(settings: Settings) -> None:
     async with worker_resources(settings) as res:
         consumer = HistoryConsumer(res)
         log.info("worker %s started", consumer.name)
-        await asyncio.gather(
-            supervise("jobs", lambda: run_jobs(res, stop), stop),
-            supervise("history consumer", lambda: consumer.run(stop), stop),
-        )
+        with monitor_server(res, loop):
+            await asyncio.gather(
+                supervise(JOBS_LOOP, lambda: run_jobs(res, stop), stop, res.monitor),
+                supervise(CONSUMER_LOOP, lambda: consumer.run(stop), stop, res.monitor),
+            )
     log.info("worker %s stopped", consumer.name)
 
 
-async def supervise(name: str, run: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
-    """Run `run` again whenever it fails, waiting longer each time it fails quickly, until `stop`."""
+async def supervise(
+    name: str, run: Callable[[], Awaitable[None]], stop: asyncio.Event, monitor: WorkerMonitor | None = None
+) -> None:
+    """Run `run` again whenever it fails, waiting longer each time it fails quickly, until `stop`.
+    Each start counts as the loop `name` coming round: it is retrying, not stuck."""
     backoff = Backoff(stop)
     while not stop.is_set():
+        if monitor is not None:
+            monitor.beat(name)
         started = time.monotonic()
         try:
             await run()

@@ -16,6 +16,7 @@ from common.redis.room_cache import PUT_ROOM, RoomCache
 from common.redis.stream import EventStream
 from common.service.publish import Publisher
 from common.settings import Settings
+from worker.monitor import WorkerMonitor
 
 
 class WorkerResources(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,6 +30,7 @@ class WorkerResources(msgspec.Struct, frozen=True, kw_only=True):
     cache: RoomCache
     publisher: Publisher
     metrics: Metrics
+    monitor: WorkerMonitor
 
 
 @asynccontextmanager
@@ -51,6 +53,7 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
             cache=cache,
             publisher=publisher,
             metrics=metrics,
+            monitor=WorkerMonitor(metrics, settings),
         )
     finally:
         await close_redis(client)

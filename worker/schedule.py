@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from arq import cron, func
 
 from common.jobs import RESTORE_ROOM_CACHE
 from common.settings import clock_fields
+from common.tracing import traced_job
 from worker.jobs.cache import restore_room_cache, sweep_room_cache
 from worker.jobs.expiry import expire_rooms
 from worker.jobs.outbox import prune_outbox, relay_outbox
+from worker.monitor import observed
 from worker.resources import WorkerResources
 
 # How long running jobs may go on after SIGTERM before they are cancelled (and later retried).
@@ -28,13 +31,23 @@ def on_clock(seconds: int) -> dict[str, Any]:
 def worker_settings(res: WorkerResources) -> dict[str, Any]:
     """arq's WorkerSettings for this service, as keyword arguments of `arq.worker.Worker`."""
     settings = res.settings
+
+    # Each run of a job is counted and timed (worker/monitor.py) and, with tracing on, a span of its own.
+    def job(run: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Coroutine[Any, Any, Any]]:
+        return observed(traced_job(run))
+
     return {
-        "functions": [func(restore_room_cache, name=RESTORE_ROOM_CACHE, keep_result=0, max_tries=5)],
+        "functions": [func(job(restore_room_cache), name=RESTORE_ROOM_CACHE, keep_result=0, max_tries=5)],
         "cron_jobs": [
-            cron(relay_outbox, second=set(range(60)), timeout=30),
-            cron(expire_rooms, **on_clock(settings.expiry_interval_seconds), timeout=60),
-            cron(sweep_room_cache, **on_clock(settings.sweep_interval_seconds), run_at_startup=True, timeout=600),
-            cron(prune_outbox, minute={17}, second=0, timeout=300),
+            cron(job(relay_outbox), second=set(range(60)), timeout=30),
+            cron(job(expire_rooms), **on_clock(settings.expiry_interval_seconds), timeout=60),
+            cron(
+                job(sweep_room_cache),
+                **on_clock(settings.sweep_interval_seconds),
+                run_at_startup=True,
+                timeout=600,
+            ),
+            cron(job(prune_outbox), minute={17}, second=0, timeout=300),
         ],
         "ctx": {"resources": res},
         "max_jobs": 20,

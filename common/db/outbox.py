@@ -26,7 +26,8 @@ class Outboxed(NamedTuple):
 
 
 def event_from_row(row: asyncpg.Record) -> RoomEvent:
-    """The event a row of `room_events` (or `room_history`, which has the same columns) describes."""
+    """The event a row of `room_events` (or `room_history`, which has the same columns but for
+    `traceparent`: a recorded event is history, not a trace to continue) describes."""
     return RoomEvent(
         type=row["type"],
         event_id=row["event_id"],
@@ -34,6 +35,7 @@ def event_from_row(row: asyncpg.Record) -> RoomEvent:
         occurred_at=row["occurred_at"],
         version=row["version"],
         data=decode_data(row["data"]),
+        traceparent=row.get("traceparent"),
     )
 
 
@@ -67,7 +69,8 @@ def marks_of(changes: Sequence[Outboxed]) -> list[tuple[int, int]]:
 
 
 _UNPUBLISHED = f"""
-SELECT id AS outbox_id, event_id, type, room_id, version, occurred_at, data, {GENERATION} AS generation
+SELECT id AS outbox_id, event_id, type, room_id, version, occurred_at, data, traceparent,
+       {GENERATION} AS generation
 FROM room_events
 WHERE published_at IS NULL AND occurred_at < now() - make_interval(secs => $1)
 ORDER BY id
@@ -94,3 +97,17 @@ async def prune_published(conn: Connection, older_than_seconds: int, limit: int)
         limit,
     )
     return deleted_count(status)
+
+
+class OutboxBacklog(NamedTuple):
+    unpublished: int  # events written and not yet on the stream
+    oldest_age_seconds: float  # how long the oldest of them has waited; 0 when there is none
+
+
+async def outbox_backlog(conn: Connection) -> OutboxBacklog:
+    """What the relay has yet to publish (the partial index of unpublished rows keeps this cheap)."""
+    (row,) = await conn.fetch(  # an aggregate: always one row
+        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(occurred_at)), 0) AS age "
+        "FROM room_events WHERE published_at IS NULL"
+    )
+    return OutboxBacklog(int(row["n"]), float(row["age"]))

@@ -77,7 +77,7 @@ def test_an_unknown_variable_is_named_with_the_closest_setting(scratch_database:
     env = environment(database_url=scratch_database, worker="4", no_such_thing="1")
     result = subprocess.run([*ROOMSERVICE, "migrate", "--status"], env=env, capture_output=True, text=True, timeout=60)
     assert "ROOMS_WORKER is not a setting of this service; did you mean ROOMS_WORKERS?" in result.stderr
-    assert "ROOMS_NO_SUCH_THING is not a setting of this service\n" in result.stderr  # nothing close to it
+    assert '"ROOMS_NO_SUCH_THING is not a setting of this service"' in result.stderr  # nothing close to it
 
 
 def test_migrate_then_serve(scratch_database: str, redis_url: str) -> None:
