@@ -5,7 +5,8 @@
 #   roomservice worker   the background worker
 #   roomservice migrate  apply pending migrations, then exit
 #
-# Only the runtime dependencies are installed, at the versions of requirements/main.lock: the `dev`
+# Only the runtime dependencies are installed, at the versions of requirements/main.lock: those of
+# the service and of its `otel` extra (traces, off unless OTEL_* variables ask for them); the `dev`
 # and `embedded` extras stay out.
 
 FROM python:3.11-slim AS build
@@ -39,10 +40,10 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /home/rooms
 
-EXPOSE 8000
+EXPOSE 8000 9101
 
-# Liveness of the API process. The worker and migrate containers serve no HTTP: disable this check
-# for them (compose.yaml does).
+# Liveness of the API process. The worker has a check of its own on ROOMS_WORKER_METRICS_PORT
+# (compose.yaml); the migrate container serves no HTTP and disables this one.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('ROOMS_PORT', '8000') + '/health/live', timeout=3)"]
 

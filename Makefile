@@ -42,4 +42,4 @@ lock:  ## resolve requirements/*.lock again from pyproject.toml's ranges (newest
 	.venv-lock/bin/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
 		--extra dev -o requirements/dev.lock --quiet
 	.venv-lock/bin/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
-		-o requirements/main.lock --quiet
+		--extra otel -o requirements/main.lock --quiet
