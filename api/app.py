@@ -18,6 +18,8 @@ from api.background import RestoreRequests, every
 from api.deps import provide_caller
 from api.errors import EXCEPTION_HANDLERS
 from api.routes import health, history, rooms, stats
+from api.tracing import tracing_middleware
+from common import tracing
 from common.db import pool as db_pool
 from common.logs import configure_logging
 from common.metrics import Metrics
@@ -88,6 +90,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
         ),
+        middleware=tracing_middleware(),
         debug=False,
     )
 
@@ -109,4 +112,5 @@ def app_from_environment() -> Litestar:
     """Factory for the ASGI server: settings come from the `ROOMS_*` environment of the process."""
     settings = load_settings(os.environ)
     configure_logging(settings.log_level)
+    tracing.start_from_environment("roomservice-api", os.environ)
     return create_app(settings)

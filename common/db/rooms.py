@@ -28,13 +28,15 @@ class Changed(NamedTuple):
 
 
 class NewRoom(NamedTuple):
-    """A room to create, living `ttl_seconds`, claiming `idempotency` (key, request hash) if given."""
+    """A room to create, living `ttl_seconds`, claiming `idempotency` (key, request hash) if given;
+    `traceparent`: of the request that asks for it, for its event (common/tracing.py)."""
 
     room_id: str
     host_id: UUID
     max_participants: int
     ttl_seconds: int
     idempotency: tuple[str, str] | None = None
+    traceparent: str | None = None
 
 
 # One statement, so one transaction, for any number of rooms: each room, its `room.created` event and,
@@ -44,8 +46,8 @@ class NewRoom(NamedTuple):
 # twice in a statement.)
 _CREATE_ROOMS = f"""
 WITH new AS (
-    SELECT * FROM unnest($1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[])
-        AS new (room_id, host_id, max_participants, ttl_seconds, key, request_hash)
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[])
+        AS new (room_id, host_id, max_participants, ttl_seconds, key, request_hash, traceparent)
 ), claim AS (
     INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
     SELECT host_id, key, request_hash, room_id FROM new WHERE key IS NOT NULL
@@ -60,9 +62,10 @@ WITH new AS (
     WHERE key IS NULL OR room_id IN (SELECT room_id FROM claim)
     RETURNING {ROOM_COLUMNS}, room_event_data(meetings) AS data
 ), event AS (
-    INSERT INTO room_events (type, room_id, version, occurred_at, data)
-    SELECT 'room.created', room_id, version, created_at, data FROM room
-    RETURNING id AS outbox_id, event_id, type, occurred_at, room_id AS event_room_id
+    INSERT INTO room_events (type, room_id, version, occurred_at, data, traceparent)
+    SELECT 'room.created', room.room_id, version, created_at, data, new.traceparent
+    FROM room JOIN new ON new.room_id = room.room_id  -- each room's event, its own request's traceparent
+    RETURNING id AS outbox_id, event_id, type, occurred_at, traceparent, room_id AS event_room_id
 )
 SELECT room.*, event.*, {GENERATION} AS generation FROM room JOIN event ON event.event_room_id = room.room_id
 """
@@ -73,6 +76,7 @@ async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[R
     if its Idempotency-Key is already taken (see `find_by_key`). Raises `UniqueViolationError` if a
     room code is taken, and then creates none."""
     keys = [room.idempotency or (None, None) for room in new]
+    traceparents = [room.traceparent for room in new]
     rows = await conn.fetch(
         _CREATE_ROOMS,
         [room.room_id for room in new],
@@ -81,6 +85,8 @@ async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[R
         [float(room.ttl_seconds) for room in new],
         [key for key, _ in keys],
         [request_hash for _, request_hash in keys],
+        # While tracing is off, none: a NULL array, which unnest pads with NULLs, costs no encoding.
+        traceparents if any(traceparents) else None,
     )
     made = {row["room_id"]: (room_from_row(row), outboxed_from_row(row)) for row in rows}
     return [made.get(room.room_id) for room in new]
@@ -134,9 +140,9 @@ WITH room AS (
     WHERE room_id = $1 AND host_id = $2 AND {LIVE}
     RETURNING {ROOM_COLUMNS}, room_event_data(m) AS data
 ), event AS (
-    INSERT INTO room_events (type, room_id, version, data)
-    SELECT 'room.updated', room_id, version, data FROM room
-    RETURNING id AS outbox_id, event_id, type, occurred_at
+    INSERT INTO room_events (type, room_id, version, data, traceparent)
+    SELECT 'room.updated', room_id, version, data, $4::text FROM room
+    RETURNING id AS outbox_id, event_id, type, occurred_at, traceparent
 )
 SELECT room.*, event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
 FROM room, event
@@ -144,10 +150,11 @@ FROM room, event
 
 
 async def update_max_participants(
-    conn: Connection, room_id: str, host_id: UUID, max_participants: int
+    conn: Connection, room_id: str, host_id: UUID, max_participants: int, traceparent: str | None = None
 ) -> Changed | None:
-    """Change a live room of this host; None if there is no such live room of theirs (see `room_owner`)."""
-    row = await conn.fetchrow(_UPDATE_LIMIT, room_id, host_id, max_participants)
+    """Change a live room of this host; None if there is no such live room of theirs (see `room_owner`).
+    `traceparent`: of the request, for the event (as for every statement below that writes one)."""
+    row = await conn.fetchrow(_UPDATE_LIMIT, room_id, host_id, max_participants, traceparent)
     return None if row is None else Changed(room_from_row(row), outboxed_from_row(row), row["publish_now"])
 
 
@@ -164,18 +171,18 @@ WITH ended AS (
     WHERE room_id = $1 AND host_id = $2 AND {LIVE}
     RETURNING room_id, version, room_event_data(m, 'deleted') AS data
 ), event AS (
-    INSERT INTO room_events (type, room_id, version, data)
-    SELECT 'room.ended', room_id, version, data FROM ended
-    RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data
+    INSERT INTO room_events (type, room_id, version, data, traceparent)
+    SELECT 'room.ended', room_id, version, data, $3::text FROM ended
+    RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, traceparent
 )
 SELECT event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
 FROM event
 """
 
 
-async def end_room(conn: Connection, room_id: str, host_id: UUID) -> Ended | None:
+async def end_room(conn: Connection, room_id: str, host_id: UUID, traceparent: str | None = None) -> Ended | None:
     """Soft-delete a live room of this host; None if there is none (already ended, or not theirs)."""
-    row = await conn.fetchrow(_END_ROOM, room_id, host_id)
+    row = await conn.fetchrow(_END_ROOM, room_id, host_id, traceparent)
     return None if row is None else Ended(outboxed_from_row(row), row["publish_now"])
 
 
@@ -207,12 +214,14 @@ WITH ended AS (
     )
     RETURNING m.room_id, m.version, room_event_data(m, 'expired') AS data
 )
-INSERT INTO room_events (type, room_id, version, data)
-SELECT 'room.ended', room_id, version, data FROM ended
-RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, {GENERATION} AS generation
+INSERT INTO room_events (type, room_id, version, data, traceparent)
+SELECT 'room.ended', room_id, version, data, $2::text FROM ended
+RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, traceparent,
+          {GENERATION} AS generation
 """
 
 
-async def expire_rooms(conn: Connection, limit: int) -> list[Outboxed]:
-    """End up to `limit` rooms whose lifetime is over; their `room.ended` events, in the outbox."""
-    return [outboxed_from_row(row) for row in await conn.fetch(_EXPIRE_ROOMS, limit)]
+async def expire_rooms(conn: Connection, limit: int, traceparent: str | None = None) -> list[Outboxed]:
+    """End up to `limit` rooms whose lifetime is over; their `room.ended` events, in the outbox, with
+    the `traceparent` of the job that ended them."""
+    return [outboxed_from_row(row) for row in await conn.fetch(_EXPIRE_ROOMS, limit, traceparent)]

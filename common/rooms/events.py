@@ -7,7 +7,7 @@ The contract for consumers is docs/events.md; its JSON Schema is generated from 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -17,6 +17,15 @@ from common.rooms.model import JSON_ENCODER, Room
 EventType = Literal["room.created", "room.updated", "room.ended"]
 EndReason = Literal["expired", "deleted"]
 
+# W3C Trace Context: version 00, trace id, parent span id, flags, in lower-case hex.
+TraceParent = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        description="W3C traceparent of the request or job that made the change; absent while tracing is off.",
+    ),
+]
+
 
 class RoomEventData(Room, frozen=True, kw_only=True, omit_defaults=True):
     """The room object after the change (as cached under `room:{roomId}`), and why a room ended."""
@@ -24,7 +33,7 @@ class RoomEventData(Room, frozen=True, kw_only=True, omit_defaults=True):
     reason: EndReason | None = None
 
 
-class RoomEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class RoomEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
     """One change of one room.
 
     `version` is the room's revision after the change: 1 for `room.created`, one more for each later
@@ -37,6 +46,7 @@ class RoomEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     occurred_at: datetime
     version: int
     data: RoomEventData
+    traceparent: TraceParent | None = None  # omitted when None, in JSON and on the stream
 
     @property
     def ends_room(self) -> bool:
@@ -62,8 +72,9 @@ def decode_data(raw: bytes | str) -> RoomEventData:
 
 
 def stream_fields(event: RoomEvent) -> dict[str, str | bytes]:
-    """The flat string fields of a stream entry; `data` holds the JSON of the room object."""
-    return {
+    """The flat string fields of a stream entry; `data` holds the JSON of the room object, and
+    `traceparent` is there only when the event has one."""
+    fields: dict[str, str | bytes] = {
         "type": event.type,
         "eventId": str(event.event_id),
         "roomId": event.room_id,
@@ -71,6 +82,9 @@ def stream_fields(event: RoomEvent) -> dict[str, str | bytes]:
         "version": str(event.version),
         "data": encode_data(event),
     }
+    if event.traceparent is not None:
+        fields["traceparent"] = event.traceparent
+    return fields
 
 
 def from_stream_fields(fields: dict[bytes, bytes]) -> RoomEvent:
@@ -84,6 +98,7 @@ def from_stream_fields(fields: dict[bytes, bytes]) -> RoomEvent:
             occurred_at=_TIMESTAMP.decode(b'"' + text["occurredAt"] + b'"'),
             version=int(text["version"]),
             data=decode_data(text["data"]),
+            traceparent=text["traceparent"].decode() if "traceparent" in text else None,
         )
     except (KeyError, ValueError, UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidEntry(f"not a room event: {exc}") from exc

@@ -24,6 +24,7 @@ from common.errors import NoFreeRoomCode
 from common.metrics import Metrics
 from common.rooms.model import Room
 from common.service.idempotency import Claim
+from common.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class RoomInserts:
         """A new room with a fresh code and its `room.created` event, or None if `claim`'s key is taken.
         Raises `DatabaseUnavailable` (Postgres down or slower than the bound) and `NoFreeRoomCode`."""
         loop = asyncio.get_running_loop()
-        room = NewRoom(self._new_code(), host_id, max_participants, ttl_seconds, claim)
+        # The traceparent is taken here, in the request's own context: the statement may be another's.
+        room = NewRoom(self._new_code(), host_id, max_participants, ttl_seconds, claim, current_traceparent())
         waiting = _Waiting(room, loop.time(), loop.create_future())
         self._gathering.append(waiting)
         if len(self._gathering) == 1:

@@ -34,6 +34,7 @@ from common.service.limits import CreationLimit, MissLimit
 from common.service.publish import DeferredMarks, Publisher
 from common.service.single_flight import SingleFlight
 from common.settings import Settings
+from common.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class RoomService:
         limit = self._checked_limit(max_participants, default=None)
         await self._marks.flush()  # so this room's earlier events count as published, as they are
         async with connection(self._pool, self._timeout) as conn:
-            changed = await rooms.update_max_participants(conn, room_id, host_id, limit)
+            changed = await rooms.update_max_participants(conn, room_id, host_id, limit, current_traceparent())
             if changed is None:
                 await self._explain_refusal(conn, room_id, host_id)
         await self._after_commit(changed.change, changed.publish_now)
@@ -207,7 +208,7 @@ class RoomService:
         """End a room (host only). Ending an ended room again changes nothing."""
         await self._marks.flush()  # so this room's earlier events count as published, as they are
         async with connection(self._pool, self._timeout) as conn:
-            ended = await rooms.end_room(conn, room_id, host_id)
+            ended = await rooms.end_room(conn, room_id, host_id, current_traceparent())
             stored = await rooms.get_room(conn, room_id) if ended is None else None
         if ended is not None:
             await self._after_commit(ended.change, ended.publish_now)

@@ -5,7 +5,7 @@
 `api` and `worker` never import each other or the command line; they may use any layer of `common`.
 Within `common`:
 
-    service  ->  db, redis  ->  rooms  ->  the base (settings, errors, metrics, logs, jobs)
+    service  ->  db, redis  ->  rooms  ->  the base (settings, errors, metrics, logs, jobs, tracing)
     signaling  ->  the Redis key names and script loader
 
 Postgres and Redis never import each other, and nothing imports upwards. Relative imports, which
@@ -24,7 +24,7 @@ from tests.support.processes import REPO_ROOT
 PACKAGES = ("api", "worker", "common", "roomservice")
 BASE = "common.base"
 # common's own modules: the base, below every sub-package of common.
-BASE_MODULES = ("common.settings", "common.errors", "common.metrics", "common.logs", "common.jobs")
+BASE_MODULES = ("common.settings", "common.errors", "common.metrics", "common.logs", "common.jobs", "common.tracing")
 
 # What each layer may import besides itself.
 ALLOWED: dict[str, set[str]] = {

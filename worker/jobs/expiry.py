@@ -9,6 +9,7 @@ from typing import Any
 from common.db import outbox, rooms
 from common.db.outbox import Outboxed
 from common.db.pool import connection
+from common.tracing import current_traceparent
 from worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ async def expire_rooms(ctx: dict[str, Any]) -> int:
     ended = 0
     while True:
         async with connection(res.pool, timeout) as conn:
-            batch = await rooms.expire_rooms(conn, _BATCH)
+            batch = await rooms.expire_rooms(conn, _BATCH, current_traceparent())  # the job's span, if traced
         if not batch:
             return ended
         ended += len(batch)
