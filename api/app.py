@@ -17,12 +17,14 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from api.background import RestoreRequests, every
 from api.deps import provide_caller
 from api.errors import EXCEPTION_HANDLERS
+from api.observe import RequestMetrics, RequestObserver
+from api.openapi import complete_description
 from api.routes import health, history, rooms, stats
 from api.tracing import tracing_middleware
 from common import tracing
 from common.db import pool as db_pool
 from common.logs import configure_logging
-from common.metrics import Metrics
+from common.metrics import Metrics, multiprocess_dir
 from common.redis.client import close_redis, create_queue_redis, create_redis
 from common.redis.guarded import GuardedRedis
 from common.redis.room_cache import PUT_ROOM
@@ -34,14 +36,18 @@ from common.settings import Settings, load_settings
 # How often the API marks the outbox rows it published, and forwards restore requests to the worker.
 _MARK_INTERVAL_SECONDS = 0.1
 _FORWARD_INTERVAL_SECONDS = 1.0
+# With several API processes, how often each writes its request figures where any process's scrape reads them.
+_FLUSH_METRICS_INTERVAL_SECONDS = 1.0
 
 
 def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generate_room_code) -> Litestar:
     """Build the API. Nothing connects until the app starts; `new_room_code` exists for tests of collisions."""
 
+    metrics = Metrics()
+    request_metrics = RequestMetrics(metrics) if settings.http_metrics else None
+
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
-        metrics = Metrics()
         pool = await db_pool.create_pool(settings, stateless_sessions=True)  # plain statements only
         client = create_redis(settings, settings.redis_timeout_seconds, bounded_by_caller=True)
         redis = GuardedRedis(client, settings, metrics, settings.redis_timeout_seconds, scripts=[PUT_ROOM])
@@ -56,6 +62,14 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
             asyncio.create_task(every(_MARK_INTERVAL_SECONDS, marks.flush)),
             asyncio.create_task(every(_FORWARD_INTERVAL_SECONDS, restores.forward)),
         ]
+        if request_metrics is not None and multiprocess_dir() is not None:
+            # Another process may answer the scrape: this one's request figures must be in the files.
+            flush = request_metrics.flush
+
+            async def flush_request_metrics() -> None:
+                flush()
+
+            background.append(asyncio.create_task(every(_FLUSH_METRICS_INTERVAL_SECONDS, flush_request_metrics)))
         try:
             await db_pool.warm_up(pool, settings)
             await redis.load_scripts()
@@ -78,7 +92,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         dependencies={"caller": Provide(provide_caller, sync_to_thread=False)},
         tags=["rooms"],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[rooms_router, stats.daily_stats, health.live, health.ready, health.metrics],
         lifespan=[resources],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -92,7 +106,13 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         ),
         middleware=tracing_middleware(),
         debug=False,
+        logging_config=None,  # logging is the process's (common/logs.py), not reconfigured by Litestar
     )
+    # Around Litestar's own handler (routing, error answers) rather than a route middleware, which
+    # runs only for a path that matched: every answer gets its request id and is counted.
+    app.asgi_handler = RequestObserver(app.asgi_handler, settings, request_metrics)
+    complete_description(app.openapi_schema, settings)
+    return app
 
 
 def _exempt_startup_objects_from_gc() -> None:
@@ -111,6 +131,6 @@ def _exempt_startup_objects_from_gc() -> None:
 def app_from_environment() -> Litestar:
     """Factory for the ASGI server: settings come from the `ROOMS_*` environment of the process."""
     settings = load_settings(os.environ)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format or "json")
     tracing.start_from_environment("roomservice-api", os.environ)
     return create_app(settings)

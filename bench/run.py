@@ -11,7 +11,9 @@ stops the servers, drops its databases and flushes its indexes. docs/performance
 
 A third server, the framework ceiling (--ceiling: a Litestar route that does no I/O, under our own
 granian settings), runs in get-hit only, after ours and the peer: it says what the framework and server
-can do on this machine at all, and the summary states our cached GET as a fraction of it.
+can do on this machine at all, and the summary states our cached GET as a fraction of it. A fourth,
+`ours-off`, is ours with its request metrics switched off (ROOMS_HTTP_METRICS=false), also in get-hit
+only: the summary states what the metrics cost.
 
 The work is split between the modules beside this one: servers.py (starting, probing, stopping),
 scratch_data.py (databases, Redis indexes, room codes), measure.py (wrk and the checks of a run) and
@@ -60,6 +62,9 @@ from servers import (
 
 # The ceiling has no database and its route answers 200 for any code: only the cached GET compares with it.
 CEILING_SCENARIOS = frozenset({"get-hit"})
+# Ours with its request metrics off (ROOMS_HTTP_METRICS=false) runs beside ours in the cached GET, the
+# route where their cost weighs most: the summary states what they cost.
+METRICS_OFF_SCENARIOS = frozenset({"get-hit"})
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -103,6 +108,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ours-port", type=int, default=18800)
     parser.add_argument("--peer-port", type=int, default=18801)
     parser.add_argument("--ceiling-port", type=int, default=18803)
+    parser.add_argument("--ours-off-port", type=int, default=18804, help="ours with its request metrics off")
     parser.add_argument("--ours-redis-db", type=int, default=13)
     parser.add_argument("--peer-redis-db", type=int, default=14)
     args = parser.parse_args(argv)
@@ -172,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours = Server("ours", args.ours_port, OURS_DATABASE, args.ours_redis_db)
     peer = Server("peer", args.peer_port, PEER_DATABASE, args.peer_redis_db)
     ceiling = Server("ceiling", args.ceiling_port, ready_status=200, only_in=CEILING_SCENARIOS)
-    servers = [ours, peer, ceiling] if measures_ceiling(args) else [ours, peer]
+    # Ours again, on the same database and Redis index, with its request metrics off.
+    ours_off = Server("ours-off", args.ours_off_port, OURS_DATABASE, args.ours_redis_db, only_in=METRICS_OFF_SCENARIOS)
+    servers = [ours, peer, ceiling, ours_off] if measures_ceiling(args) else [ours, peer]
     peer_virtualenv()  # before anything is started: the first time it takes a while
 
     with ExitStack() as stack:
@@ -187,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.enter_context(serving(peer, *peer_command(args, peer)))  # the peer creates its table on start
         if ceiling in servers:
             stack.enter_context(serving(ceiling, *ceiling_command(args, ceiling)))
+            stack.enter_context(serving(ours_off, *ours_command(args, ours_off, http_metrics="false")))
 
         print(f"loading {args.rows} rooms into each database ...", flush=True)
         plan = CodePlan(scratch_dir / "codes.txt", args.hit_rooms, args.rows, args.rounds)
@@ -197,9 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for server in (ours, peer):
             asyncio.run(warm_cache(server.base_url, codes[: args.hit_rooms]))
             run_wrk(args, server, SCENARIOS["post"], [], args.warmup)  # opens the pools; not measured
-        if ceiling in servers:  # it has no POST route: the same unmeasured load, as cached GETs
+        if ceiling in servers:  # measured in get-hit only: the same unmeasured load, as cached GETs
             get_hit = SCENARIOS["get-hit"]
-            run_wrk(args, ceiling, get_hit, lua_args(get_hit, plan, 0, args.threads), args.warmup)
+            for server in (ceiling, ours_off):
+                run_wrk(args, server, get_hit, lua_args(get_hit, plan, 0, args.threads), args.warmup)
 
         print(
             f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.workers} server process(es) each, "

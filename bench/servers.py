@@ -1,8 +1,9 @@
 """The servers bench/run.py measures: how each is started, when it is ready, and how it is stopped.
 
-Ours (`roomservice serve`), the FastAPI peer (uvicorn, in a virtualenv of its own) and the framework
-ceiling (a Litestar route doing no I/O, served through bench/serve_ceiling.py by the same granian
-settings as ours). Each runs in a process group of its own, its output in bench/results/<name>.log.
+Ours (`roomservice serve`; also as `ours-off`, its request metrics off), the FastAPI peer (uvicorn,
+in a virtualenv of its own) and the framework ceiling (a Litestar route doing no I/O, served through
+bench/serve_ceiling.py by the same granian settings as ours). Each runs in a process group of its
+own, its output in bench/results/<name>.log.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class Server:
         return f"http://{LOCALHOST}:{self.port}"
 
 
-def ours_command(args: argparse.Namespace, server: Server) -> tuple[list[str], dict[str, str]]:
+def ours_command(args: argparse.Namespace, server: Server, **settings: str) -> tuple[list[str], dict[str, str]]:
+    """`roomservice serve` for the bench; `settings` are further ROOMS_* variables (e.g. http_metrics)."""
     roomservice = shutil.which("roomservice", path=str(Path(sys.executable).parent))
     if roomservice is None:
         raise RuntimeError("roomservice is not installed in this virtualenv; run with the project's .venv/bin/python")
@@ -68,6 +70,7 @@ def ours_command(args: argparse.Namespace, server: Server) -> tuple[list[str], d
         # Remembered 404s must outlast the run: the checks count Redis keys, and expiring ones would
         # blur the count of the scenarios that follow.
         "ROOMS_NEGATIVE_CACHE_SECONDS": "3600",
+        **{f"ROOMS_{name.upper()}": value for name, value in settings.items()},
     }
     return [roomservice, "serve"], env
 

@@ -9,6 +9,7 @@ file per process there, and a scrape of any process reads them all (`exposition`
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Literal
 
 from prometheus_client import (
@@ -80,6 +81,7 @@ class Metrics:
             multiprocess_mode="mostrecent",
         )
         self._breaker_open.set(0)
+        self._before_exposition: list[Callable[[], None]] = []
         if multiprocess_dir() is None:
             # What a process reports of itself (CPU, memory, open files, GC) means one process only,
             # and prometheus_client does not collect it in multi-process mode.
@@ -108,9 +110,15 @@ class Metrics:
     def histogram(self, name: str, help_text: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Histogram:
         return Histogram(PREFIX + name, help_text, labels, registry=self.registry, buckets=buckets)
 
+    def before_exposition(self, flush: Callable[[], None]) -> None:
+        """Have `flush` (which must not raise) bring its figures up to date before each exposition."""
+        self._before_exposition.append(flush)
+
     def exposition(self) -> bytes:
         """Everything, in the Prometheus text format: this process's registry, or with several
         processes the values of all of them."""
+        for flush in self._before_exposition:
+            flush()
         directory = multiprocess_dir()
         if directory is None:
             return generate_latest(self.registry)

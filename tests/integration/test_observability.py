@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -164,15 +165,18 @@ def test_several_processes_report_their_requests_together(tmp_path, database_url
         tmp_path / "serve.log", database_url=database_url, redis_url=redis_url, workers="2", create_limit_per_minute="0"
     )
     host = {"X-User-Id": "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"}
+    url = f"http://127.0.0.1:{served.port}"
     try:
         for _ in range(40):  # a new connection each time, so that both processes answer some
-            assert httpx.post(f"http://127.0.0.1:{served.port}/rooms", headers=host, timeout=10).status_code == 201
-        scrapes = [httpx.get(f"http://127.0.0.1:{served.port}/metrics", timeout=10).text for _ in range(6)]
+            assert httpx.post(f"{url}/rooms", headers=host, timeout=10).status_code == 201
+        time.sleep(1.5)  # each process writes its request figures down every second
+        scrapes = [httpx.get(f"{url}/metrics", timeout=10).text for _ in range(6)]
     finally:
         served.stop()
     for text in scrapes:  # whichever process answered, it counts both
         assert metric_value(text, "roomservice_rooms_created_total") == 40
         assert metric_value(text, "roomservice_http_requests_total", route="/rooms", status="201") == 40
+        assert metric_value(text, "roomservice_http_request_duration_seconds_count", route="/rooms") == 40
     said = [line for line in served.lines() if "metrics of the 2 API processes" in str(line["message"])]
     assert said, "the service did not say where its processes keep their metrics"
 
