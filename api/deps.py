@@ -39,13 +39,16 @@ def provide_caller(
             name="X-User-Id",
             required=False,
             description="The authenticated user's id (a UUID), injected by the gateway.",
+            # Described as the `userId` security scheme of the operations that need it (api/openapi.py).
+            include_in_schema=False,
         ),
     ] = None,
 ) -> UUID:
-    """The calling user, as the gateway vouches for it."""
+    """The calling user, as the gateway vouches for it: a header that names no user is no authentication
+    (401, like a missing one), whatever else of the request is wrong."""
     if x_user_id is None or not x_user_id.strip():
         raise ApiError(401, "missing_user_id", "the X-User-Id header is required")
     try:
         return UUID(x_user_id.strip())
     except ValueError:
-        raise ApiError(400, "invalid_user_id", "the X-User-Id header must be a UUID") from None
+        raise ApiError(401, "invalid_user_id", "the X-User-Id header must be a UUID") from None

@@ -35,8 +35,12 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
 
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error statuses a route can answer."""
-    return {status: ResponseSpec(data_container=ErrorBody, description="Error") for status in statuses}
+    """OpenAPI entries for the error statuses a route can answer (their headers: api/openapi.py)."""
+    # No generated examples: they would be random strings, a different description at every start.
+    return {
+        status: ResponseSpec(data_container=ErrorBody, description=HTTPStatus(status).phrase, generate_examples=False)
+        for status in statuses
+    }
 
 
 class ApiError(HTTPException):
@@ -82,6 +86,8 @@ def _service_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
         )
     if isinstance(exc, RateLimited):
         return error_response(status_code, code, str(exc), headers={"Retry-After": str(exc.retry_after)})
+    if status_code == 503:  # no free room code: a moment later, another draw may find one
+        return error_response(status_code, code, str(exc), headers={"Retry-After": "1"})
     return error_response(status_code, code, str(exc))
 
 

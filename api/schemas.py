@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import PathParameter
 
 from api.errors import ApiError
-from common.rooms.codes import normalize_room_code
+from common.rooms.codes import INPUT_PATTERN, normalize_room_code
 from common.rooms.events import RoomEvent
-from common.rooms.model import DailyStats, RoomStatus, RoomView
+from common.rooms.model import DailyStats, RoomView
 
 T = TypeVar("T")
 
@@ -25,7 +25,27 @@ _LIMIT_NOTE = "Between 2 and the configured limit (ROOMS_MAX_PARTICIPANTS_LIMIT)
 
 # -- requests -----------------------------------------------------------------------------------
 
-RoomCode = Annotated[str, PathParameter(description="The room code, e.g. `abc-defg-hij` (any case, dashes optional).")]
+# Patterns and shapes the handlers check themselves (with error codes of their own), stated in the
+# API description through `schema_extra`, which documents without making Litestar enforce.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
+# A `nextCursor`: base64url (padding optional) of a page's keyset position. Only a value this API
+# returned is one, which no pattern can say; the parameter's description does.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+={0,2}$"
+
+
+def optional_string(**keywords: Any) -> dict[str, Any]:
+    """`schema_extra` of an optional query or header parameter: a string, or absent. Litestar describes
+    `str | None` as string-or-null, but a query or a header has no null: it is sent or it is not."""
+    return {"one_of": None, "type": OpenAPIType.STRING, **keywords}
+
+
+RoomCode = Annotated[
+    str,
+    PathParameter(
+        description="The room code, e.g. `abc-defg-hij` (any case, dashes optional).",
+        schema_extra={"pattern": INPUT_PATTERN},
+    ),
+]
 
 
 def room_code(raw: str) -> str:
@@ -36,16 +56,28 @@ def room_code(raw: str) -> str:
     return code
 
 
+def _whole(number: float | None) -> None:
+    """`maxParticipants` is a JSON Schema `integer`, which counts `3.0` as 3: a number with no fraction."""
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError("maxParticipants must be a whole number")  # msgspec makes it a ValidationError
+
+
 class CreateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
     """Optional body of `POST /rooms`."""
 
-    max_participants: int | None = None
+    max_participants: int | float | None = None
+
+    def __post_init__(self) -> None:
+        _whole(self.max_participants)
 
 
 class UpdateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
     """Body of `PATCH /rooms/{roomId}`."""
 
-    max_participants: int
+    max_participants: int | float
+
+    def __post_init__(self) -> None:
+        _whole(self.max_participants)
 
 
 CREATE_ROOM = msgspec.json.Decoder(CreateRoomRequest | None)  # JSON `null` is no options, as no body is
@@ -76,14 +108,22 @@ def limit_body(*, required: bool) -> type[Operation]:
     class _Documented(Operation):
         def __post_init__(self) -> None:
             schema = Schema(
-                type=OpenAPIType.OBJECT,
-                properties={"maxParticipants": Schema(type=OpenAPIType.INTEGER, minimum=2, description=_LIMIT_NOTE)},
+                # An optional body may also be JSON `null`, which means no options, as no body does.
+                type=OpenAPIType.OBJECT if required else [OpenAPIType.OBJECT, OpenAPIType.NULL],
+                properties={
+                    "maxParticipants": Schema(
+                        # When creating, `null` asks for the default, as leaving it out does.
+                        type=OpenAPIType.INTEGER if required else [OpenAPIType.INTEGER, OpenAPIType.NULL],
+                        minimum=2,
+                        description=_LIMIT_NOTE if required else f"{_LIMIT_NOTE} Absent or null: the default.",
+                    )
+                },
                 required=["maxParticipants"] if required else None,
                 additional_properties=False,
             )
             self.request_body = RequestBody(
                 required=required,
-                description=None if required else "Room options; the body may be omitted.",
+                description=None if required else "Room options; the body may be omitted, or be `null`.",
                 content={"application/json": OpenAPIMediaType(schema=schema)},
             )
 
@@ -96,7 +136,7 @@ def limit_body(*, required: bool) -> type[Operation]:
 class RoomSummary(RoomView, frozen=True, kw_only=True):
     """A room in a host's list: `active` while it may be joined, else `ended`."""
 
-    status: RoomStatus
+    status: Literal["active", "ended"]
 
 
 class RoomPage(msgspec.Struct, frozen=True, rename="camel"):

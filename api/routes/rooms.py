@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import MediaType, Request, Response, delete, get, patch, post
-from litestar.datastructures import ResponseHeader, State
+from litestar import MediaType, Request, Response, delete, get, patch, post, route
+from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.enums import HttpMethod
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
 
 from api.deps import client_of, service_of
 from api.errors import ApiError, error_responses
+from api.openapi import CALLER
 from api.schemas import (
     CREATE_ROOM,
+    CURSOR_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
     UPDATE_ROOM,
     RoomCode,
     RoomPage,
@@ -27,11 +33,13 @@ from api.schemas import (
     decode_body,
     decode_optional_body,
     limit_body,
+    optional_string,
     room_code,
 )
 from common.rooms.model import JSON_ENCODER, RoomStatus, RoomView, to_view
 
 _MAX_PAGE = 100
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 @post(
@@ -43,16 +51,8 @@ _MAX_PAGE = 100
         "`maxParticipants` defaults to the configured default. With an `Idempotency-Key`, a retry within "
         "24 h answers with the room the first request made instead of creating another."
     ),
-    responses=error_responses(400, 401, 413, 422, 429, 503),
-    response_headers=[
-        ResponseHeader(name="Location", documentation_only=True, description="The new room: `/rooms/{roomId}`."),
-        ResponseHeader(
-            name="Idempotent-Replayed",
-            documentation_only=True,
-            required=False,
-            description="`true` when this is the answer of an earlier request with the same Idempotency-Key.",
-        ),
-    ],
+    responses=error_responses(400, 401, 413, 422, 429, 503),  # its headers: api/openapi.py
+    security=CALLER,
     operation_class=limit_body(required=False),
 )
 async def create_room(
@@ -65,13 +65,14 @@ async def create_room(
             name="Idempotency-Key",
             required=False,
             description="Any string of 1 to 255 visible ASCII characters, unique per intended room.",
+            schema_extra=optional_string(pattern=IDEMPOTENCY_KEY_PATTERN),
         ),
     ] = None,
 ) -> Response[RoomView]:
     options = decode_optional_body(await request.body(), CREATE_ROOM)
     if idempotency_key is not None and not _valid_key(idempotency_key):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
-    max_participants = options.max_participants if options else None
+    max_participants = None if options is None or options.max_participants is None else int(options.max_participants)
     room, new = await service_of(state).create(caller, max_participants, idempotency_key)
     headers = {"Location": f"/rooms/{room.room_id}"}
     if not new:
@@ -84,13 +85,26 @@ async def create_room(
     summary="The caller's rooms, newest first",
     description="Pages of at most `limit` rooms; while more remain, `nextCursor` fetches the next page.",
     responses=error_responses(400, 401, 503),
+    security=CALLER,
 )
 async def list_rooms(
     caller: NamedDependency[UUID],
     state: State,
     status: Annotated[RoomStatus, QueryParameter(description="Which rooms: active, ended or all.")] = "all",
-    limit: Annotated[int, QueryParameter(description=f"Rooms per page, 1 to {_MAX_PAGE}.")] = 20,
-    cursor: Annotated[str | None, QueryParameter(description="`nextCursor` of the previous page.")] = None,
+    limit: Annotated[
+        int,
+        QueryParameter(
+            description=f"Rooms per page, at least 1; a larger value than {_MAX_PAGE} is served as {_MAX_PAGE}.",
+            schema_extra={"minimum": 1},
+        ),
+    ] = 20,
+    cursor: Annotated[
+        str | None,
+        QueryParameter(
+            description="`nextCursor` of the previous page (with the same `status`); any other value answers 400.",
+            schema_extra=optional_string(pattern=CURSOR_PATTERN),
+        ),
+    ] = None,
 ) -> RoomPage:
     if limit < 1:
         raise ApiError(400, "invalid_limit", f"limit must be between 1 and {_MAX_PAGE}")
@@ -122,6 +136,7 @@ async def get_room(request: Request[Any, Any, Any], room_id: RoomCode) -> Respon
     summary="Change a room's participant limit (host only)",
     description="Signaling applies the new limit from the next join; participants already in stay.",
     responses=error_responses(400, 401, 403, 404, 410, 413, 422, 503),
+    security=CALLER,
     operation_class=limit_body(required=True),
 )
 async def update_room(
@@ -132,7 +147,7 @@ async def update_room(
 ) -> RoomView:
     code = room_code(room_id)
     body = decode_body(await request.body(), UPDATE_ROOM)
-    return to_view(await service_of(state).set_max_participants(code, caller, body.max_participants))
+    return to_view(await service_of(state).set_max_participants(code, caller, int(body.max_participants)))
 
 
 @delete(
@@ -140,12 +155,40 @@ async def update_room(
     summary="End a room (host only)",
     description="Ends the room for everyone: it answers 410 from then on. Ending it again changes nothing.",
     responses=error_responses(400, 401, 403, 404, 503),
+    security=CALLER,
 )
 async def end_room(caller: NamedDependency[UUID], state: State, room_id: RoomCode) -> None:
     await service_of(state).end(room_code(room_id), caller)
 
 
-HANDLERS = [create_room, list_rooms, get_room, update_room, end_room]
+def allow_options(*handlers: HTTPRouteHandler) -> HTTPRouteHandler:
+    """The OPTIONS handler of the path `handlers` share: 204 with `Allow` naming all their methods.
+
+    Litestar 2 makes its own OPTIONS handler for the first handler registered on a path and keeps it as
+    more are added, so its `Allow` names that first handler's methods only (litestar#4169). One
+    declared for a path with several handlers, and registered first, takes its place.
+    """
+    (path,) = {path for handler in handlers for path in handler.paths}
+    allow = ", ".join(sorted({method for handler in handlers for method in handler.http_methods} | {"OPTIONS"}))
+
+    @route(path, http_method=HttpMethod.OPTIONS, include_in_schema=False, sync_to_thread=False)
+    def options() -> Response[None]:
+        return Response(None, status_code=204, headers={"Allow": allow})
+
+    return options
+
+
+# Each path's OPTIONS handler first: registered after another handler of its path, Litestar's own
+# would answer instead.
+HANDLERS = [
+    allow_options(create_room, list_rooms),
+    allow_options(get_room, update_room, end_room),
+    create_room,
+    list_rooms,
+    get_room,
+    update_room,
+    end_room,
+]
 
 
 def _valid_key(key: str) -> bool:
@@ -158,14 +201,17 @@ def _encode_cursor(created_at: datetime, room_uuid: UUID) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, room_uuid = raw.split("|")
-        moment, room_uuid_ = datetime.fromisoformat(created_at), UUID(room_uuid)
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC)  # out of range at the edges of time: refused here, not by Postgres
-    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
-        moment = None
+    moment: datetime | None = None
+    # Checked first: the base64 decoder skips characters outside its alphabet rather than refusing them.
+    if _CURSOR.fullmatch(cursor):
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            created_at, room_uuid = raw.split("|")
+            moment, room_uuid_ = datetime.fromisoformat(created_at), UUID(room_uuid)
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(UTC)  # out of range at the edges of time: refused here, not by Postgres
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
+            moment = None
     if moment is None or moment.tzinfo is None:
         raise ApiError(400, "invalid_cursor", "cursor must be a nextCursor value returned by this API")
     return moment, room_uuid_

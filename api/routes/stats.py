@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from litestar import get
 from litestar.datastructures import State
+from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import QueryParameter
 
 from api.deps import service_of
 from api.errors import ApiError, error_responses
-from api.schemas import DailyStatsPage
+from api.schemas import DailyStatsPage, optional_string
 
 _DEFAULT_DAYS = 7
+_DAY = optional_string(format=OpenAPIFormat.DATE)
+_DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the `date` format: RFC 3339's full-date
 
 
 @get(
@@ -28,14 +32,39 @@ _DEFAULT_DAYS = 7
 )
 async def daily_stats(
     state: State,
-    first: Annotated[date | None, QueryParameter(name="from", description="First day, inclusive.")] = None,
-    last: Annotated[date | None, QueryParameter(name="to", description="Last day, inclusive.")] = None,
+    first: Annotated[
+        str | None,
+        QueryParameter(
+            name="from", description="First day, inclusive; 6 days before `to` without it.", schema_extra=_DAY
+        ),
+    ] = None,
+    last: Annotated[
+        str | None,
+        QueryParameter(name="to", description="Last day, inclusive; today (UTC) without it.", schema_extra=_DAY),
+    ] = None,
 ) -> DailyStatsPage:
     max_days = state.settings.stats_max_days
-    last = last or datetime.now(UTC).date()
-    first = first or last - timedelta(days=_DEFAULT_DAYS - 1)
-    if first > last:
+    last_day = _day(last, "to") if last is not None else datetime.now(UTC).date()
+    # A day before the first of the calendar would overflow: the default range starts there at the earliest.
+    first_day = (
+        _day(first, "from")
+        if first is not None
+        else last_day - timedelta(days=min(_DEFAULT_DAYS - 1, (last_day - date.min).days))
+    )
+    if first_day > last_day:
         raise ApiError(400, "invalid_date_range", "`from` must not be after `to`")
-    if (last - first).days + 1 > max_days:
+    if (last_day - first_day).days + 1 > max_days:
         raise ApiError(400, "invalid_date_range", f"at most {max_days} days per request")
-    return DailyStatsPage(first=first, last=last, days=await service_of(state).daily_stats(first, last))
+    days = await service_of(state).daily_stats(first_day, last_day)
+    return DailyStatsPage(first=first_day, last=last_day, days=days)
+
+
+def _day(text: str, name: str) -> date:
+    """A day as the description states it. Parsed here rather than by Litestar, which takes `null` for
+    no date, and by a stricter rule than `date.fromisoformat`, which also reads `20261125` and week dates."""
+    try:
+        if _DAY_TEXT.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise ApiError(400, "invalid_date", f"`{name}` must be a day as YYYY-MM-DD")

@@ -70,7 +70,7 @@ SELECT d::date AS day,
        coalesce(s.rooms_created, 0) AS rooms_created,
        coalesce(s.rooms_ended, 0) AS rooms_ended,
        (SELECT count(*) FROM daily_room_hosts h WHERE h.day = d::date) AS distinct_hosts
-FROM generate_series($1::date, $2::date, interval '1 day') AS d
+FROM generate_series($1::text::date, $2::text::date, interval '1 day') AS d
 LEFT JOIN daily_room_stats s ON s.day = d::date
 ORDER BY d
 """
@@ -85,5 +85,7 @@ async def daily_stats(conn: Connection, first: date, last: date) -> list[DailySt
             rooms_ended=row["rooms_ended"],
             distinct_hosts=row["distinct_hosts"],
         )
-        for row in await conn.fetch(_DAILY_STATS, first, last)
+        # As text: asyncpg sends the first and last days of the calendar as -infinity and infinity,
+        # from or to which the series would never end.
+        for row in await conn.fetch(_DAILY_STATS, first.isoformat(), last.isoformat())
     ]

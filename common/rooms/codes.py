@@ -12,6 +12,9 @@ _GROUPS = (3, 4, 3)
 # IGNORECASE from letting non-ASCII look-alikes (the Kelvin sign matches `k`) through.
 _INPUT = re.compile(r"([a-z]{3})-?([a-z]{4})-?([a-z]{3})", re.IGNORECASE | re.ASCII)
 CODE_PATTERN = r"^[a-z]{3}-[a-z]{4}-[a-z]{3}$"
+# The same accepted spellings as a JSON Schema (ECMA-262) pattern, for the API description: what
+# `normalize_room_code` takes, no more and no less (tests/unit/test_room_codes.py holds them together).
+INPUT_PATTERN = r"^[A-Za-z]{3}-?[A-Za-z]{4}-?[A-Za-z]{3}$"
 
 
 _LETTERS = sum(_GROUPS)

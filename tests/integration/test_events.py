@@ -297,6 +297,9 @@ async def test_daily_stats_count_rooms_and_distinct_hosts(client, worker_res) ->
     [
         "from=2026-13-01&to=2026-12-01",
         "from=yesterday",
+        "to=null",
+        "from=20261125",
+        "from=2026-W48-3",
         "from=2026-11-20&to=2026-11-10",
         "from=2020-01-01&to=2026-01-01",
     ],
@@ -304,7 +307,23 @@ async def test_daily_stats_count_rooms_and_distinct_hosts(client, worker_res) ->
 async def test_daily_stats_refuse_bad_ranges(client, query) -> None:
     response = await client.get(f"/stats/daily?{query}")
     assert response.status_code == 400
-    assert response.json()["error"] in {"invalid_request", "invalid_date_range"}
+    assert response.json()["error"] in {"invalid_date", "invalid_date_range"}
+
+
+@pytest.mark.parametrize(
+    ("query", "days"),
+    [
+        # The default week before `to` would start before the calendar does: it starts on its first day.
+        ("to=0001-01-03", ("0001-01-01", "0001-01-03")),
+        ("from=9999-12-30&to=9999-12-31", ("9999-12-30", "9999-12-31")),
+    ],
+)
+async def test_daily_stats_at_the_ends_of_the_calendar(client, query, days) -> None:
+    response = await client.get(f"/stats/daily?{query}")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["from"], body["to"]) == days
+    assert [day["day"] for day in body["days"]][:: len(body["days"]) - 1] == list(days)
 
 
 async def test_daily_stats_default_to_the_last_week(client) -> None:

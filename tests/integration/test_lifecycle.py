@@ -88,7 +88,7 @@ async def test_a_large_limit_is_capped(client, host) -> None:
 
 async def test_listing_needs_a_user(client) -> None:
     assert (await client.get("/rooms")).status_code == 401
-    assert (await client.get("/rooms", headers={"X-User-Id": "x"})).status_code == 400
+    assert (await client.get("/rooms", headers={"X-User-Id": "x"})).status_code == 401
 
 
 # -- PATCH /rooms/{roomId} ------------------------------------------------------------------------

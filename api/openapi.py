@@ -1,0 +1,151 @@
+"""The parts of the API description that Litestar cannot derive from the handlers.
+
+Litestar describes parameters, bodies and statuses from the handlers' signatures and decorators. It
+cannot give a response header a schema, put headers on error responses, link one operation's answer
+to the next operation, or know a limit that is a setting; `complete_description` adds those to the
+app's description once, when the app is made, so the description says everything the server enforces.
+"""
+
+from __future__ import annotations
+
+from litestar.openapi.spec import (
+    Components,
+    Link,
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    PathItem,
+    Reference,
+    Schema,
+    SecurityRequirement,
+    SecurityScheme,
+)
+
+from api.observe import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
+from common.settings import Settings
+
+# Who calls: the gateway authenticates the user and passes on their id. Named by the operations that
+# require it (`security=CALLER`); without it they answer 401, with one that is not a UUID 400.
+CALLER_SCHEME = "userId"
+CALLER: list[SecurityRequirement] = [{CALLER_SCHEME: []}]
+_CALLER_SCHEME = SecurityScheme(
+    type="apiKey",
+    name="X-User-Id",
+    security_scheme_in="header",
+    description="The authenticated user's id, a UUID, injected by the gateway (replacing any the client sent).",
+)
+
+# Every answer carries the request's id (api/observe.py).
+_REQUEST_ID = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.STRING, pattern=REQUEST_ID_PATTERN),
+    required=True,
+    description="The request's id: the caller's `X-Request-Id` when it is 1 to 128 visible ASCII characters, "
+    "else one made for it. It names the request in the service's logs.",
+)
+_RETRY_AFTER = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.INTEGER, minimum=1),
+    required=True,
+    description="Seconds to wait before asking again.",
+)
+# Every error body is an ErrorBody; of those, a 429 and a 503 say when to ask again.
+_ERROR_BODY = "#/components/schemas/ErrorBody"
+_RETRY_AFTER_STATUSES = {"429", "503"}
+# Shared headers are described once, among the components, and referred to by each answer.
+_SHARED_HEADERS = {REQUEST_ID_HEADER: _REQUEST_ID, "Retry-After": _RETRY_AFTER}
+
+# Headers of particular answers, by path, method and status.
+_HEADERS: dict[tuple[str, str, str], dict[str, OpenAPIHeader]] = {
+    ("/rooms", "post", "201"): {
+        "Location": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.STRING, pattern=r"^/rooms/[a-z]{3}-[a-z]{4}-[a-z]{3}$"),
+            required=True,
+            description="The new room: `/rooms/{roomId}`.",
+        ),
+        "Idempotent-Replayed": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.STRING, enum=["true"]),
+            required=False,
+            description="`true` when this is the answer of an earlier request with the same Idempotency-Key; "
+            "absent when the room was made by this request.",
+        ),
+    },
+}
+
+# Where the room a create answers with can be used next (followed by clients and by stateful tests).
+_ROOM_OF_CREATE = {"room_id": "$response.body#/roomId"}
+_CREATE_LINKS = {
+    "GetRoom": ("/rooms/{room_id}", "get", "The room just made."),
+    "UpdateRoom": ("/rooms/{room_id}", "patch", "Change the new room's participant limit."),
+    "EndRoom": ("/rooms/{room_id}", "delete", "End the new room."),
+    "GetRoomHistory": ("/rooms/{room_id}/history", "get", "The new room's events."),
+}
+
+
+def complete_description(openapi: OpenAPI, settings: Settings) -> None:
+    """Add to `openapi` (the app's own description, which it serves) what its handlers cannot say."""
+    components = openapi.components if isinstance(openapi.components, Components) else Components()
+    components.security_schemes = {**(components.security_schemes or {}), CALLER_SCHEME: _CALLER_SCHEME}
+    components.headers = {**(components.headers or {}), **_SHARED_HEADERS}
+    openapi.components = components
+    for path, method, operation in _operations(openapi):
+        for status, response in (operation.responses or {}).items():
+            if not isinstance(response, OpenAPIResponse):
+                continue
+            headers = response.headers or {}
+            headers.update(_HEADERS.get((path, method, status), {}))
+            if status in _RETRY_AFTER_STATUSES and _is_error_body(response):
+                headers["Retry-After"] = _shared("Retry-After")
+            headers[REQUEST_ID_HEADER] = _shared(REQUEST_ID_HEADER)
+            response.headers = headers
+        _state_participant_limit(operation, settings)
+    _link_create_to_the_room(openapi)
+
+
+def _shared(header: str) -> Reference:
+    return Reference(ref=f"#/components/headers/{header}")
+
+
+def _is_error_body(response: OpenAPIResponse) -> bool:
+    media = (response.content or {}).get("application/json")
+    return media is not None and isinstance(media.schema, Reference) and media.schema.ref == _ERROR_BODY
+
+
+def _operations(openapi: OpenAPI) -> list[tuple[str, str, Operation]]:
+    found = []
+    for path, item in (openapi.paths or {}).items():
+        if not isinstance(item, PathItem):
+            continue
+        for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
+            operation = getattr(item, method)
+            if isinstance(operation, Operation):
+                found.append((path, method, operation))
+    return found
+
+
+def _state_participant_limit(operation: Operation, settings: Settings) -> None:
+    """`maxParticipants` goes up to a setting: the body schema says how far, for this deployment."""
+    body = operation.request_body
+    if body is None or isinstance(body, Reference):
+        return
+    for media in body.content.values():
+        schema = media.schema
+        properties = schema.properties if isinstance(schema, Schema) else None
+        limit = (properties or {}).get("maxParticipants")
+        if isinstance(limit, Schema):
+            limit.maximum = settings.max_participants_limit
+
+
+def _link_create_to_the_room(openapi: OpenAPI) -> None:
+    operations = {(path, method): operation for path, method, operation in _operations(openapi)}
+    created = (operations[("/rooms", "post")].responses or {}).get("201")
+    if not isinstance(created, OpenAPIResponse):
+        return
+    created.links = {
+        name: Link(
+            operation_id=operations[(path, method)].operation_id,
+            parameters=_ROOM_OF_CREATE,
+            description=description,
+        )
+        for name, (path, method, description) in _CREATE_LINKS.items()
+    }
