@@ -26,7 +26,7 @@ from common.db.outbox import outbox_backlog
 from common.db.pool import connection
 from common.metrics import CONTENT_TYPE, Metrics
 from common.redis.stream import stream_state
-from common.settings import Settings
+from common.settings import ENV_PREFIX, Settings, SettingsError
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -192,9 +192,16 @@ def monitor_server(res: WorkerResources, loop: asyncio.AbstractEventLoop) -> Ite
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"/metrics or /health\n"]
 
-    server = make_server(
-        settings.host, settings.worker_metrics_port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-    )
+    try:
+        server = make_server(
+            settings.host, settings.worker_metrics_port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+    except OSError as exc:  # the port is taken (another worker on this host?) or not ours to take
+        where = f"{settings.host}:{settings.worker_metrics_port}"
+        raise SettingsError(
+            f"{ENV_PREFIX}WORKER_METRICS_PORT: cannot listen on {where} ({exc}); "
+            "give each worker on a host its own port, or 0 for none"
+        ) from exc
     thread = threading.Thread(target=server.serve_forever, name="worker-monitor", daemon=True)
     thread.start()
     port = int(server.server_address[1])

@@ -31,6 +31,7 @@ class Fleet:
         self.env = env
         self.logs = logs
         self.api_ports = [free_port(), free_port()]
+        self.worker_ports = [free_port(), free_port()]
         self.apis: list[subprocess.Popen[bytes]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
 
@@ -41,7 +42,9 @@ class Fleet:
         return process
 
     def start_worker(self, index: int) -> subprocess.Popen[bytes]:
-        return self._start(["worker"], self.env, f"worker-{index}")
+        # Two workers on one host: each serves its metrics and health on a port of its own.
+        env = {**self.env, "ROOMS_WORKER_METRICS_PORT": str(self.worker_ports[index])}
+        return self._start(["worker"], env, f"worker-{index}")
 
     def _start(self, command: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
         # A session of its own: `serve` runs granian's worker processes under it, and a kill takes

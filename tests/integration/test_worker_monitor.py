@@ -138,3 +138,17 @@ async def test_health_names_a_stuck_loop_until_it_moves_again(settings, client, 
 
 async def _healthy(worker: RunningWorker) -> bool:
     return worker.get("/health").status_code == 200
+
+
+async def test_a_second_worker_on_a_taken_port_stops_and_says_why(settings, tmp_path) -> None:
+    with running_worker(settings, tmp_path / "first.log") as first:
+        env = environment(
+            database_url=settings.database_url,
+            redis_url=settings.redis_url,
+            stream_name=settings.stream_name,
+            worker_metrics_port=str(first.port),
+        )
+        second = subprocess.run([*ROOMSERVICE, "worker"], env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2
+    assert "ROOMS_WORKER_METRICS_PORT" in second.stderr
+    assert f"127.0.0.1:{first.port}" in second.stderr

@@ -23,9 +23,10 @@ def free_port() -> int:
 
 
 def environment(**rooms: str) -> dict[str, str]:
-    """This process's environment without its `ROOMS_*`, plus `ROOMS_<NAME>` for each keyword."""
+    """This process's environment without its `ROOMS_*`, plus `ROOMS_<NAME>` for each keyword. A
+    worker serves no metrics unless `worker_metrics_port` is given: two on the default port would collide."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMS_")}
-    env.update({f"ROOMS_{k.upper()}": v for k, v in rooms.items()})
+    env.update({f"ROOMS_{k.upper()}": v for k, v in {"worker_metrics_port": "0", **rooms}.items()})
     env["PYTHONPATH"] = str(REPO_ROOT)
     return env
 

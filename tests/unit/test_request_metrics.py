@@ -52,4 +52,5 @@ def test_made_request_ids_are_unique_and_callers_are_kept() -> None:
     assert len(made) == 10_000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
     assert request_id_of([(b"x-request-id", b"gw-1/a")]) == "gw-1/a"
-    assert request_id_of([(b"x-request-id", b"two words")]) not in {"two words"}
+    for refused in (b"two words", b"trailing-newline\n", b"x" * 129, b"", "caf\u00e9".encode()):
+        assert request_id_of([(b"x-request-id", refused)]) != refused.decode(errors="replace")
