@@ -95,19 +95,23 @@ async def test_request_metrics_can_be_switched_off(settings_with, host) -> None:
 class Served:
     """`roomservice serve` as an operator runs it, its stderr kept in a file."""
 
-    def __init__(self, log: Path, **settings: str) -> None:
+    def __init__(self, log: Path, more_env: dict[str, str] | None = None, **settings: str) -> None:
         self.port = free_port()
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 [*ROOMSERVICE, "serve"],
-                env=environment(port=str(self.port), **settings),
+                env={**environment(port=str(self.port), **settings), **(more_env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_until_ready(self.port, self.process)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        try:
+            wait_until_ready(self.port, self.process)
+        except BaseException:
+            self.stop()  # a server that never became ready is not left running
+            raise
 
     def lines(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
@@ -187,20 +191,18 @@ def test_the_operators_metrics_directory_is_emptied_at_start(tmp_path, database_
     metrics_dir.mkdir()
     stale = metrics_dir / "counter_999999.db"
     stale.write_bytes(b"left by an earlier run")
-    port = free_port()
-    env = environment(port=str(port), database_url=database_url, redis_url=redis_url, workers="2")
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    with (tmp_path / "serve.log").open("wb") as out:
-        process = subprocess.Popen(
-            [*ROOMSERVICE, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    served = Served(
+        tmp_path / "serve.log",
+        more_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+        database_url=database_url,
+        redis_url=redis_url,
+        workers="2",
+    )
     try:
-        wait_until_ready(port, process)
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        text = served.http.get("/metrics").text
         assert metric_value(text, "roomservice_rooms_created_total") == 0
         assert not stale.exists()
         assert any(metrics_dir.glob("*.db"))  # the processes keep their values there
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        served.stop()
     assert metrics_dir.exists()  # the operator's directory stays
