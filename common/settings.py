@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import msgspec
 
@@ -115,6 +116,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Analytics API.
     stats_max_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 366
+    # Who may read the analytics (business data): user ids (UUIDs), comma-separated; nobody when empty.
+    admin_user_ids: str = ""
 
     def __post_init__(self) -> None:
         if self.default_max_participants > self.max_participants_limit:
@@ -132,6 +135,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be one of debug, info, warning, error")
         self._check_redis_topology()
+        self.admins  # noqa: B018 - parsed now, so that a bad one stops the start
 
     def _check_redis_topology(self) -> None:
         if self.queue_redis_url:
@@ -160,6 +164,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if scheme not in {"redis", "rediss"} or not rest:
             raise SettingsError(f"{ENV_PREFIX}REDIS_URL must be redis://host:port[,host:port...] in cluster mode")
         return [_address(item.rsplit("@", 1)[-1].split("/")[0], "REDIS_URL") for item in rest.split(",")]
+
+    @property
+    def admins(self) -> frozenset[UUID]:
+        """The users of `admin_user_ids`."""
+        try:
+            return frozenset(UUID(item.strip()) for item in self.admin_user_ids.split(",") if item.strip())
+        except ValueError:
+            raise SettingsError(f"{ENV_PREFIX}ADMIN_USER_IDS must be UUIDs, comma-separated") from None
 
     @property
     def redis_configured(self) -> bool:

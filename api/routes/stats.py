@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
+from uuid import UUID
 
 from litestar import get
 from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import QueryParameter
 
-from api.deps import service_of
+from api.deps import provide_caller, service_of
 from api.errors import ApiError, error_responses
+from api.openapi import CALLER
 from api.schemas import DailyStatsPage, optional_string
 
 _DEFAULT_DAYS = 7
@@ -24,14 +27,19 @@ _DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the `date` format: RFC 
     "/stats/daily",
     summary="Rooms created, rooms ended and distinct hosts per UTC day",
     description=(
+        "For the users of ROOMS_ADMIN_USER_IDS only. "
         "Both dates are inclusive (`YYYY-MM-DD`, UTC). Without them: the last 7 days. "
         "Figures come from the event stream, so they trail live traffic by a moment."
     ),
     tags=["stats"],
-    responses=error_responses(400, 503),
+    responses=error_responses(400, 401, 403, 503),
+    security=CALLER,
+    # Business data: only the users of ROOMS_ADMIN_USER_IDS may read it.
+    dependencies={"caller": Provide(provide_caller, sync_to_thread=False)},
 )
 async def daily_stats(
     state: State,
+    caller: NamedDependency[UUID],
     first: Annotated[
         str | None,
         QueryParameter(
@@ -43,6 +51,8 @@ async def daily_stats(
         QueryParameter(name="to", description="Last day, inclusive; today (UTC) without it.", schema_extra=_DAY),
     ] = None,
 ) -> DailyStatsPage:
+    if caller not in state.settings.admins:
+        raise ApiError(403, "not_admin", "only the users of ROOMS_ADMIN_USER_IDS may read the statistics")
     max_days = state.settings.stats_max_days
     last_day = _day(last, "to") if last is not None else datetime.now(UTC).date()
     # A day before the first of the calendar would overflow: the default range starts there at the earliest.

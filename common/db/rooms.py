@@ -130,10 +130,6 @@ async def room_owner(conn: Connection, room_id: str) -> tuple[UUID, bool] | None
     return None if row is None else (row["host_id"], row["live"])
 
 
-async def room_exists(conn: Connection, room_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM meetings WHERE room_id = $1)", room_id))
-
-
 _UPDATE_LIMIT = f"""
 WITH room AS (
     UPDATE meetings m SET max_participants = $3, version = m.version + 1

@@ -173,19 +173,21 @@ class RoomService:
         async with connection(self._pool, self._timeout) as conn:
             return await rooms.host_rooms(conn, host_id, status, limit, before)
 
-    async def history(self, room_id: str, client: str) -> list[RoomEvent]:
-        """The room's recorded lifecycle events, oldest first. Recorded by the worker, so a moment behind.
+    async def history(self, room_id: str, client: str, reader: UUID) -> list[RoomEvent]:
+        """The room's recorded lifecycle events, oldest first, for its host only: they name the host and
+        every change. Recorded by the worker, so a moment behind.
 
         A 404 here answers "does this meeting exist" as well as `view` does: it counts as a miss.
         """
         self._miss_limit.refuse_if_blocked(client)
         async with connection(self._pool, self._timeout) as conn:
-            events = await history.room_history(conn, room_id)
-            exists = bool(events) or await rooms.room_exists(conn, room_id)
-        if not exists:
+            owner = await rooms.room_owner(conn, room_id)
+            if owner is not None and owner[0] == reader:
+                return await history.room_history(conn, room_id)
+        if owner is None:
             await self._miss_limit.count(client, None)
             raise RoomNotFound(f"no room {room_id}")
-        return events
+        raise NotRoomHost("only the room's host may read its history")
 
     async def daily_stats(self, first: date, last: date) -> list[DailyStats]:
         async with connection(self._pool, self._timeout) as conn:

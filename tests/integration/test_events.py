@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
@@ -264,26 +265,56 @@ async def test_room_history_lists_its_lifecycle_oldest_first(client, host, worke
     await expire_rooms({"resources": worker_res})
     await drain(worker_res)
 
-    response = await client.get(f"/rooms/{code.upper()}/history")
+    response = await client.get(f"/rooms/{code.upper()}/history", headers=host)
 
     assert response.status_code == 200
     body = response.json()
     assert body["roomId"] == code
     assert [(e["type"], e["version"]) for e in body["events"]] == [("room.created", 1), ("room.ended", 2)]
     assert body["events"][1]["data"]["reason"] == "expired"
-    assert (await client.get("/rooms/qqq-qqqq-qqq/history")).status_code == 404
-    assert (await client.get("/rooms/nope/history")).status_code == 400
+    assert (await client.get("/rooms/qqq-qqqq-qqq/history", headers=host)).status_code == 404
+    assert (await client.get("/rooms/nope/history", headers=host)).status_code == 400
 
 
-async def test_daily_stats_count_rooms_and_distinct_hosts(client, worker_res) -> None:
+async def test_only_the_host_reads_a_rooms_history(client, host) -> None:
+    """The events name the host and every change: knowing the code is not enough to read them."""
+    code = (await client.post("/rooms", headers=host)).json()["roomId"]
+    anonymous = await client.get(f"/rooms/{code}/history")
+    someone_else = await client.get(f"/rooms/{code}/history", headers={"X-User-Id": str(uuid.uuid4())})
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "missing_user_id")
+    assert (someone_else.status_code, someone_else.json()["error"]) == (403, "not_room_host")
+    assert (await client.get(f"/rooms/{code}/history", headers=host)).status_code == 200
+
+
+ADMIN = str(uuid.uuid4())
+
+
+@pytest.fixture
+async def analyst(settings_with) -> AsyncIterator[AsyncTestClient]:
+    """A client acting as one of ROOMS_ADMIN_USER_IDS, who may read the statistics."""
+    other_admin = str(uuid.uuid4())
+    async with AsyncTestClient(app=create_app(settings_with(admin_user_ids=f"{other_admin}, {ADMIN}"))) as client:
+        client.headers["X-User-Id"] = ADMIN
+        yield client
+
+
+async def test_only_admins_read_the_statistics(analyst, host) -> None:
+    assert (await analyst.get("/stats/daily")).status_code == 200
+    anonymous = await analyst.get("/stats/daily", headers={"X-User-Id": ""})
+    not_admin = await analyst.get("/stats/daily", headers=host)
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "missing_user_id")
+    assert (not_admin.status_code, not_admin.json()["error"]) == (403, "not_admin")
+
+
+async def test_daily_stats_count_rooms_and_distinct_hosts(analyst, worker_res) -> None:
     today = datetime.now(UTC).date().isoformat()
-    before = (await client.get(f"/stats/daily?from={today}&to={today}")).json()["days"][0]
+    before = (await analyst.get(f"/stats/daily?from={today}&to={today}")).json()["days"][0]
     hosts = [{"X-User-Id": str(uuid.uuid4())} for _ in range(2)]
     for headers in (hosts[0], hosts[0], hosts[1]):
-        await client.post("/rooms", headers=headers)
+        await analyst.post("/rooms", headers=headers)
     await drain(worker_res)
 
-    body = (await client.get(f"/stats/daily?from={today}&to={today}")).json()
+    body = (await analyst.get(f"/stats/daily?from={today}&to={today}")).json()
 
     assert body["from"] == body["to"] == today
     [day] = body["days"]
@@ -304,8 +335,8 @@ async def test_daily_stats_count_rooms_and_distinct_hosts(client, worker_res) ->
         "from=2020-01-01&to=2026-01-01",
     ],
 )
-async def test_daily_stats_refuse_bad_ranges(client, query) -> None:
-    response = await client.get(f"/stats/daily?{query}")
+async def test_daily_stats_refuse_bad_ranges(analyst, query) -> None:
+    response = await analyst.get(f"/stats/daily?{query}")
     assert response.status_code == 400
     assert response.json()["error"] in {"invalid_date", "invalid_date_range"}
 
@@ -318,16 +349,16 @@ async def test_daily_stats_refuse_bad_ranges(client, query) -> None:
         ("from=9999-12-30&to=9999-12-31", ("9999-12-30", "9999-12-31")),
     ],
 )
-async def test_daily_stats_at_the_ends_of_the_calendar(client, query, days) -> None:
-    response = await client.get(f"/stats/daily?{query}")
+async def test_daily_stats_at_the_ends_of_the_calendar(analyst, query, days) -> None:
+    response = await analyst.get(f"/stats/daily?{query}")
     assert response.status_code == 200
     body = response.json()
     assert (body["from"], body["to"]) == days
     assert [day["day"] for day in body["days"]][:: len(body["days"]) - 1] == list(days)
 
 
-async def test_daily_stats_default_to_the_last_week(client) -> None:
-    body = (await client.get("/stats/daily")).json()
+async def test_daily_stats_default_to_the_last_week(analyst) -> None:
+    body = (await analyst.get("/stats/daily")).json()
     assert len(body["days"]) == 7
     assert body["to"] == datetime.now(UTC).date().isoformat()
 

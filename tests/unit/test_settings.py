@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
 
 from common.settings import Settings, SettingsError, load_settings
@@ -96,3 +98,11 @@ def test_redis_topologies_are_read() -> None:
     )
     assert cluster.cluster_nodes == [("r1", 7001), ("r2", 7002)]
     assert not load_settings({}).redis_configured
+
+
+def test_admin_user_ids_are_uuids() -> None:
+    admin = "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"
+    assert load_settings({"ROOMS_ADMIN_USER_IDS": f" {admin} ,"}).admins == {UUID(admin)}
+    assert load_settings({}).admins == frozenset()
+    with pytest.raises(SettingsError, match="ROOMS_ADMIN_USER_IDS"):
+        load_settings({"ROOMS_ADMIN_USER_IDS": f"{admin},alice"})
