@@ -1,0 +1,60 @@
+"""The table of who may do what (README.md, "Who may do what"), row by row, against the real app."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+
+pytestmark = pytest.mark.one_topology
+
+ADMIN = str(uuid.uuid4())
+
+# action -> (method, path with {code}, body); each case gets a fresh room of its own.
+ACTIONS = {
+    "create": ("POST", "/rooms", None),
+    "list": ("GET", "/rooms", None),
+    "validate": ("GET", "/rooms/{code}", None),
+    "change": ("PATCH", "/rooms/{code}", {"maxParticipants": 3}),
+    "end": ("DELETE", "/rooms/{code}", None),
+    "history": ("GET", "/rooms/{code}/history", None),
+    "stats": ("GET", "/stats/daily", None),
+}
+
+# (who, action) -> the status the table promises.
+TABLE = {
+    **{("host", action): status for action, status in
+       {"create": 201, "list": 200, "validate": 200, "change": 200, "end": 204, "history": 200, "stats": 403}.items()},
+    **{("someone else", action): status for action, status in
+       {"create": 201, "list": 200, "validate": 200, "change": 403, "end": 403, "history": 403, "stats": 403}.items()},
+    **{("nobody", action): status for action, status in
+       {"create": 401, "list": 401, "validate": 200, "change": 401, "end": 401, "history": 401, "stats": 401}.items()},
+    **{("an admin", action): status for action, status in
+       {"validate": 200, "change": 403, "end": 403, "history": 403, "stats": 200}.items()},
+}  # fmt: skip
+
+
+@pytest.fixture
+async def app_client(settings_with) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(app=create_app(settings_with(admin_user_ids=ADMIN))) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("who", "action"), sorted(TABLE))
+async def test_who_may_do_what(app_client, host, who, action) -> None:
+    code = (await app_client.post("/rooms", headers=host)).json()["roomId"]
+    caller = {
+        "host": host,
+        "someone else": {"X-User-Id": str(uuid.uuid4())},
+        "an admin": {"X-User-Id": ADMIN},
+        "nobody": {},
+    }[who]
+    method, path, body = ACTIONS[action]
+    response = await app_client.request(method, path.format(code=code), headers=caller, json=body)
+    assert response.status_code == TABLE[who, action], response.text
+    if response.status_code in (401, 403):
+        assert response.json()["error"] in {"missing_user_id", "not_room_host", "not_admin"}
