@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ from common.rooms.codes import generate_room_code
 from common.service.publish import DeferredMarks
 from common.service.rooms import RoomService
 from common.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 # How often the API marks the outbox rows it published, and forwards restore requests to the worker.
 _MARK_INTERVAL_SECONDS = 0.1
@@ -67,7 +70,10 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
             flush = request_metrics.flush
 
             async def flush_request_metrics() -> None:
-                flush()
+                try:
+                    flush()
+                except Exception:  # a full disk, say: the loop must outlive it, and try again
+                    log.exception("could not write the request metrics down")
 
             background.append(asyncio.create_task(every(_FLUSH_METRICS_INTERVAL_SECONDS, flush_request_metrics)))
         try:
@@ -81,6 +87,8 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await marks.flush()
+            if request_metrics is not None:
+                request_metrics.flush()  # the last second's requests, for the processes that stay
             await close_redis(queue)
             await close_redis(client)
             await db_pool.close_pool(pool, settings)

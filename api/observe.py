@@ -31,6 +31,8 @@ REQUEST_ID_PATTERN = r"^[\x21-\x7e]{1,128}$"
 # fullmatch on the bare class: `$` would also let a trailing newline through.
 _VALID_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 # Request latency buckets, in seconds: a cached validate answers in about a millisecond, a miss in a
 # few, and the bounds on Postgres (1.5 s) and Redis (0.25 s) cap the rest.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -88,15 +90,15 @@ class RequestMetrics:
         for (method, route, status), tally in self._tallies.items():
             if not tally[0]:
                 continue
-            self._requests.labels(method, route, str(status)).inc(tally[0])
+            moved, tally[:] = tally[:], [0.0] * len(tally)  # taken first: a failure below loses, never doubles
+            self._requests.labels(method, route, str(status)).inc(moved[0])
             latency = self._latency.labels(method, route)
             # What `observe` does one value at a time: a request counts in the first bucket that holds
             # it, and the exposition adds the buckets up. prometheus_client has no call for many values.
-            latency._sum.inc(tally[1])
-            for bucket, count in zip(latency._buckets, tally[2:], strict=True):
+            latency._sum.inc(moved[1])
+            for bucket, count in zip(latency._buckets, moved[2:], strict=True):
                 if count:
                     bucket.inc(count)
-            tally[:] = [0.0] * len(tally)
 
 
 class RequestObserver:
@@ -124,7 +126,9 @@ class RequestObserver:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
-        context = RequestContext(request_id, scope["method"], scope)  # type: ignore[arg-type]
+        method = scope["method"]
+        # Any other method a client makes up is one label value, not a new series each.
+        context = RequestContext(request_id, method if method in _METHODS else "other", scope)  # type: ignore[arg-type]
         token = CURRENT_REQUEST.set(context)
         try:
             await self._app(scope, receive, send_with_id)

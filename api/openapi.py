@@ -27,7 +27,7 @@ from api.observe import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
 from common.settings import Settings
 
 # Who calls: the gateway authenticates the user and passes on their id. Named by the operations that
-# require it (`security=CALLER`); without it they answer 401, with one that is not a UUID 400.
+# require it (`security=CALLER`); without it, or with one that is not a UUID, they answer 401.
 CALLER_SCHEME = "userId"
 CALLER: list[SecurityRequirement] = [{CALLER_SCHEME: []}]
 _CALLER_SCHEME = SecurityScheme(

@@ -3,7 +3,6 @@ its route (`POST /rooms`, `GET /rooms/{room_id}`)."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from common import tracing
@@ -15,8 +14,6 @@ if TYPE_CHECKING:
 # Probes and scrapes come every few seconds whatever the traffic: traces of them would crowd out
 # the traces of the work.
 UNTRACED_PATHS = ["^/health/", "^/metrics$"]
-
-_PARAMETER_TYPE = re.compile(r"\{(\w+):[^}]*\}")  # `{room_id:str}` -> `{room_id}`
 
 
 def tracing_middleware() -> list[DefineMiddleware]:
@@ -37,7 +34,7 @@ def tracing_middleware() -> list[DefineMiddleware]:
             async def send_naming_the_route(message: Message) -> None:
                 template = scope.get("path_template")
                 if message["type"] == "http.response.start" and template:
-                    route = _PARAMETER_TYPE.sub(r"{\1}", template)
+                    route = template  # already without the parameters' types: `/rooms/{room_id}`
                     span = get_current_span()
                     span.update_name(f"{scope.get('method', '')} {route}")
                     span.set_attribute("http.route", route)

@@ -102,6 +102,9 @@ def shared_metrics(workers: int) -> Iterator[None]:
     (emptied now: the files of an earlier run would add its counts), else a fresh one, removed at exit.
     Set before granian starts the processes, which read it when they first import prometheus_client."""
     if workers == 1:
+        # One process: its own registry, with its process metrics; a directory inherited from the
+        # environment would switch prometheus_client to files nobody empties.
+        os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)
         yield
         return
     chosen = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
@@ -148,6 +151,7 @@ def granian_server(
 
 
 def run_worker(settings: Settings) -> None:
+    os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)  # one process, as for `serve` with one (shared_metrics)
     from worker.main import run_worker as run
 
     require(settings.database_url, "DATABASE_URL")

@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from arq.connections import ArqRedis
 from arq.worker import Worker
@@ -76,11 +77,24 @@ async def supervise(
         await backoff.wait()
 
 
+class _MonitoredWorker(Worker):
+    """arq's worker, whose every poll of the queue counts as the jobs loop coming round: with several
+    workers, one may go a long time without winning a job to run, and is not stuck for that."""
+
+    def __init__(self, monitor: WorkerMonitor, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._monitor = monitor
+
+    async def heart_beat(self) -> None:
+        await super().heart_beat()
+        self._monitor.beat(JOBS_LOOP)
+
+
 async def run_jobs(res: WorkerResources, stop: asyncio.Event) -> None:
     """One arq worker, from start until it fails (Redis went away) or `stop` is set."""
     # A fresh bounded client each time: arq closes the one it was given when it stops.
     queue = create_queue_redis(res.settings, res.settings.worker_redis_timeout_seconds, ArqRedis)
-    worker = Worker(**worker_settings(res), redis_pool=queue, handle_signals=False)
+    worker = _MonitoredWorker(res.monitor, **worker_settings(res), redis_pool=queue, handle_signals=False)
     main = asyncio.create_task(worker.main())
     worker.main_task = main  # what arq's shutdown cancels once running jobs are done
     stopping = asyncio.create_task(stop.wait())

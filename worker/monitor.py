@@ -4,12 +4,14 @@
 HTTP server (the standard library's WSGI server, as prometheus_client's own exporter uses), outside
 the event loop on purpose: a loop that is stuck cannot answer for itself, and the server still tells
 which one it is. The figures that need Redis or Postgres are read at scrape time, on the event loop,
-within the worker's bounds; if they cannot be read in time the last ones are served.
+within the worker's bounds; if they cannot be read within 2 s the last ones are served.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import logging
 import threading
@@ -42,6 +44,9 @@ T = TypeVar("T")
 JOBS_LOOP = "jobs"
 CONSUMER_LOOP = "history consumer"
 LOOPS = (JOBS_LOOP, CONSUMER_LOOP)
+
+# How long a scrape waits for fresh figures from Redis and Postgres before it serves the last ones.
+_SCRAPE_WAIT_SECONDS = 2.0
 
 _JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0)
 
@@ -95,7 +100,6 @@ class WorkerMonitor:
         self._job_seconds.labels(job).observe(seconds)
         if ok:
             self._job_success.labels(job).set(time.time())
-        self.beat(JOBS_LOOP)
 
     def loop_ages(self) -> dict[str, float]:
         now = self._clock()
@@ -128,19 +132,57 @@ def observed(job: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Corout
 
 
 async def refresh_backlog(res: WorkerResources) -> None:
-    """Read the stream's and the outbox's state into the monitor's gauges, within the worker's bounds."""
+    """Read the stream's and the outbox's state into the monitor's gauges, within the worker's bounds.
+    Each on its own: while Redis is down the outbox grows, and its figures are the ones that say so."""
+    await asyncio.gather(_refresh_stream(res), _refresh_outbox(res))
+
+
+async def _refresh_stream(res: WorkerResources) -> None:
     monitor, settings = res.monitor, res.settings
-    async with asyncio.timeout(settings.worker_redis_timeout_seconds):
-        state = await stream_state(res.redis, settings.stream_name, settings.consumer_group)
+    try:
+        async with asyncio.timeout(settings.worker_redis_timeout_seconds):
+            state = await stream_state(res.redis, settings.stream_name, settings.consumer_group)
+    except Exception as exc:  # Redis away: the last figures stay, and the scrape still answers
+        log.warning("metrics: could not read the stream's state (%r); serving the last figures", exc)
+        return
     monitor.stream_length.set(state.length)
     monitor.dead_letters.set(state.dead_letters)
     monitor.group_pending.set(state.pending)
     if state.lag is not None:
         monitor.group_lag.set(state.lag)
-    async with connection(res.pool, settings.worker_db_timeout_seconds) as conn:
-        backlog = await outbox_backlog(conn)
+
+
+async def _refresh_outbox(res: WorkerResources) -> None:
+    monitor = res.monitor
+    try:
+        async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
+            backlog = await outbox_backlog(conn)
+    except Exception as exc:  # Postgres away, likewise
+        log.warning("metrics: could not read the outbox's state (%r); serving the last figures", exc)
+        return
     monitor.outbox_unpublished.set(backlog.unpublished)
     monitor.outbox_oldest_age.set(backlog.oldest_age_seconds)
+
+
+class _Refresher:
+    """Scrapes ask for fresh figures; at most one read of them runs at a time, and a scrape waits for
+    it only briefly: a slow Postgres must not make the scrape time out (Prometheus gives up after
+    10 s by default), nor a blocked loop pile up reads that would all run when it frees."""
+
+    def __init__(self, res: WorkerResources, loop: asyncio.AbstractEventLoop, wait: float) -> None:
+        self._res = res
+        self._loop = loop
+        self._wait = wait
+        self._running: concurrent.futures.Future[None] | None = None
+        self._lock = threading.Lock()  # scrapes come in on threads of their own
+
+    def refresh(self) -> None:
+        with self._lock:
+            if self._running is None or self._running.done():
+                self._running = asyncio.run_coroutine_threadsafe(refresh_backlog(self._res), self._loop)
+            running = self._running
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            running.result(timeout=self._wait)  # else it finishes later, for the next scrape
 
 
 class _Health(msgspec.Struct, frozen=True, rename="camel"):
@@ -165,8 +207,7 @@ def monitor_server(res: WorkerResources, loop: asyncio.AbstractEventLoop) -> Ite
     if settings.worker_metrics_port == 0:
         yield None
         return
-    # A scrape waits this long at most for the figures from Redis and Postgres (bounded there too).
-    read_bound = settings.worker_redis_timeout_seconds + settings.worker_db_timeout_seconds
+    refresher = _Refresher(res, loop, _SCRAPE_WAIT_SECONDS)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -174,10 +215,7 @@ def monitor_server(res: WorkerResources, loop: asyncio.AbstractEventLoop) -> Ite
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
             return [b"GET or HEAD only\n"]
         if path == "/metrics":
-            try:
-                asyncio.run_coroutine_threadsafe(refresh_backlog(res), loop).result(timeout=read_bound)
-            except Exception as exc:  # Redis or Postgres away, or the loop stuck: the last figures will do
-                log.warning("metrics: could not read the stream and outbox state (%r); serving the last figures", exc)
+            refresher.refresh()
             res.monitor.loop_ages()
             body = res.metrics.exposition()
             start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])

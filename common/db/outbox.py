@@ -106,8 +106,10 @@ class OutboxBacklog(NamedTuple):
 
 async def outbox_backlog(conn: Connection) -> OutboxBacklog:
     """What the relay has yet to publish (the partial index of unpublished rows keeps this cheap)."""
-    (row,) = await conn.fetch(  # an aggregate: always one row
-        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(occurred_at)), 0) AS age "
-        "FROM room_events WHERE published_at IS NULL"
+    (row,) = await conn.fetch(  # aggregates: always one row
+        "SELECT (SELECT count(*) FROM room_events WHERE published_at IS NULL) AS n, "
+        # The oldest is the first by id (publication order), which the partial index finds at once.
+        "coalesce((SELECT extract(epoch FROM now() - occurred_at) FROM room_events "
+        "WHERE published_at IS NULL ORDER BY id LIMIT 1), 0) AS age"
     )
     return OutboxBacklog(int(row["n"]), float(row["age"]))

@@ -96,6 +96,8 @@ async def test_two_apis_and_two_workers_killed_under_load_record_every_event_onc
         relay_grace_seconds="0.5",
         redis_retry_seconds="0.5",
         workers="1",
+        # Two workers share the jobs: one may win none for a long while, and is not stuck for that.
+        worker_stuck_seconds="10",
     )
     fleet = Fleet(env, tmp_path)
     statuses: list[int] = []
@@ -156,6 +158,10 @@ async def test_two_apis_and_two_workers_killed_under_load_record_every_event_onc
             # Both workers' consumers took part in the one group.
             consumers = {c["name"] for c in await inspect.xinfo_consumers(stream, "roomservice-history")}
             assert len(consumers) >= 2
+            # And both are healthy, though the other may have won most of the jobs.
+            for port in fleet.worker_ports:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+                assert health.status_code == 200, health.text
         finally:
             await db.close()
             await inspect.aclose()

@@ -80,6 +80,15 @@ async def test_requests_are_counted_by_route_template_and_status(client, host) -
 
 
 @pytest.mark.one_topology
+async def test_made_up_methods_share_one_label(client) -> None:
+    for method in ("XYZ1", "XYZ2", "BREW"):
+        assert (await client.request(method, "/rooms/abc-defg-hij")).status_code in (400, 405)
+    text = (await client.get("/metrics")).text
+    assert metric_value(text, "roomservice_http_requests_total", method="other") == 3
+    assert "XYZ1" not in text
+
+
+@pytest.mark.one_topology
 async def test_request_metrics_can_be_switched_off(settings_with, host) -> None:
     async with AsyncTestClient(app=create_app(settings_with(http_metrics=False))) as client:
         await client.post("/rooms", headers=host)
@@ -173,7 +182,16 @@ def test_several_processes_report_their_requests_together(tmp_path, database_url
     try:
         for _ in range(40):  # a new connection each time, so that both processes answer some
             assert httpx.post(f"{url}/rooms", headers=host, timeout=10).status_code == 201
-        time.sleep(1.5)  # each process writes its request figures down every second
+        [said] = [line for line in served.lines() if "metrics of the 2 API processes" in str(line["message"])]
+        directory = Path(str(said["message"]).rsplit(" ", 1)[-1])
+        # Each process keeps its values in files of its own pid: both took requests.
+        assert len({path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}) == 2
+        deadline = time.monotonic() + 10  # each process writes its request figures down every second
+        while time.monotonic() < deadline:
+            scraped = httpx.get(f"{url}/metrics", timeout=10).text
+            if metric_value(scraped, "roomservice_http_requests_total", route="/rooms", status="201") == 40:
+                break
+            time.sleep(0.2)
         scrapes = [httpx.get(f"{url}/metrics", timeout=10).text for _ in range(6)]
     finally:
         served.stop()
@@ -181,8 +199,7 @@ def test_several_processes_report_their_requests_together(tmp_path, database_url
         assert metric_value(text, "roomservice_rooms_created_total") == 40
         assert metric_value(text, "roomservice_http_requests_total", route="/rooms", status="201") == 40
         assert metric_value(text, "roomservice_http_request_duration_seconds_count", route="/rooms") == 40
-    said = [line for line in served.lines() if "metrics of the 2 API processes" in str(line["message"])]
-    assert said, "the service did not say where its processes keep their metrics"
+    assert not directory.exists()  # the directory the service made for itself goes with it
 
 
 @pytest.mark.one_topology
