@@ -18,6 +18,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from common.redis.keys import room_key
+from common.rooms.codes import generate_room_code
 from common.settings import Settings, SettingsError
 from common.signaling.contract import JoinContract
 from common.signaling.tickets import verify_ticket
@@ -176,7 +177,7 @@ async def test_rotation_keeps_earlier_tickets_valid(settings_with, key_file, hos
 
 
 async def test_an_unknown_or_ended_room_gets_no_ticket(tickets, host, redis_client) -> None:
-    unknown = await tickets.post("/rooms/abc-defg-hij/tickets", headers=host)
+    unknown = await tickets.post(f"/rooms/{generate_room_code()}/tickets", headers=host)  # a code no test made
     assert (unknown.status_code, unknown.json()["error"]) == (404, "room_not_found")
 
     room_id = str((await create_room(tickets, host))["roomId"])
