@@ -20,7 +20,7 @@ from api.deps import provide_caller
 from api.errors import EXCEPTION_HANDLERS
 from api.observe import RequestMetrics, RequestObserver
 from api.openapi import complete_description
-from api.routes import health, history, rooms, stats
+from api.routes import health, history, rooms, stats, tickets
 from api.tracing import tracing_middleware
 from common import tracing
 from common.db import pool as db_pool
@@ -32,7 +32,9 @@ from common.redis.room_cache import PUT_ROOM
 from common.rooms.codes import generate_room_code
 from common.service.publish import DeferredMarks
 from common.service.rooms import RoomService
+from common.service.tickets import TicketService
 from common.settings import Settings, load_settings
+from common.tickets.keys import load_ticket_keys
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
     """Build the API. Nothing connects until the app starts; `new_room_code` exists for tests of collisions."""
 
     metrics = Metrics()
+    # Read now, not in the lifespan: a bad key stops the process before it serves (SettingsError).
+    ticket_keys = load_ticket_keys(settings.ticket_keys)
     request_metrics = RequestMetrics(metrics) if settings.http_metrics else None
 
     @asynccontextmanager
@@ -61,6 +65,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         service = RoomService(
             pool, redis, marks, settings, metrics, new_code=new_room_code, note_uncached=restores.note
         )
+        ticket_service = TicketService(pool, redis, ticket_keys, settings, metrics, note_uncached=restores.note)
         background = [
             asyncio.create_task(every(_MARK_INTERVAL_SECONDS, marks.flush)),
             asyncio.create_task(every(_FORWARD_INTERVAL_SECONDS, restores.forward)),
@@ -79,7 +84,15 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         try:
             await db_pool.warm_up(pool, settings)
             await redis.load_scripts()
-            app.state.update(settings=settings, metrics=metrics, pool=pool, redis=redis, room_service=service)
+            app.state.update(
+                settings=settings,
+                metrics=metrics,
+                pool=pool,
+                redis=redis,
+                room_service=service,
+                ticket_service=ticket_service,
+                jwks=tickets.jwks_body(ticket_keys.jwks()),
+            )
             _exempt_startup_objects_from_gc()
             yield
         finally:
@@ -96,12 +109,12 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
 
     rooms_router = Router(
         path="/rooms",
-        route_handlers=[*rooms.HANDLERS, history.get_room_history],
+        route_handlers=[*rooms.HANDLERS, history.get_room_history, tickets.issue_ticket],
         dependencies={"caller": Provide(provide_caller, sync_to_thread=False)},
         tags=["rooms"],
     )
     app = Litestar(
-        route_handlers=[rooms_router, stats.daily_stats, health.live, health.ready, health.metrics],
+        route_handlers=[rooms_router, tickets.jwks, stats.daily_stats, health.live, health.ready, health.metrics],
         lifespan=[resources],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

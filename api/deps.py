@@ -11,6 +11,7 @@ from litestar.params import HeaderParameter
 
 from api.errors import ApiError
 from common.service.rooms import RoomService
+from common.service.tickets import TicketService
 
 
 def service_of(state: State) -> RoomService:
@@ -19,6 +20,12 @@ def service_of(state: State) -> RoomService:
     Redis round trip; `caller` is the only dependency."""
     service: RoomService = state.room_service
     return service
+
+
+def tickets_of(state: State) -> TicketService:
+    """The app's ticket service, taken from state as `service_of` is."""
+    tickets: TicketService = state.ticket_service
+    return tickets
 
 
 def client_of(request: Request[Any, Any, Any]) -> str:

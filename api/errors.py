@@ -22,6 +22,7 @@ from common.errors import (
     RoomError,
     RoomGone,
     RoomNotFound,
+    TicketsNotConfigured,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,11 @@ _DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),
     NoFreeRoomCode: (503, "no_free_room_code"),
     DatabaseUnavailable: (503, "database_unavailable"),
+    TicketsNotConfigured: (503, "tickets_not_configured"),
 }
+
+# A deployment without ticket keys stays so until it is configured and restarted: no point asking soon.
+_NOT_CONFIGURED_RETRY_SECONDS = 60
 
 
 def error_response(
@@ -83,6 +88,13 @@ def _service_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
         request.app.state.metrics.incr("database_unavailable_total")
         return error_response(
             status_code, code, "the room database is unavailable; retry shortly", headers={"Retry-After": "1"}
+        )
+    if isinstance(exc, TicketsNotConfigured):
+        return error_response(
+            status_code,
+            code,
+            "this deployment issues no join tickets: ROOMS_TICKET_KEYS is not set",
+            headers={"Retry-After": str(_NOT_CONFIGURED_RETRY_SECONDS)},
         )
     if isinstance(exc, RateLimited):
         return error_response(status_code, code, str(exc), headers={"Retry-After": str(exc.retry_after)})
@@ -122,6 +134,7 @@ def _validation_detail(exc: ValidationException) -> str:
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     RoomError: _service_error,
     DatabaseUnavailable: _service_error,
+    TicketsNotConfigured: _service_error,
     HTTPException: _http_error,
     Exception: _unexpected_error,
 }

@@ -70,6 +70,20 @@ _HEADERS: dict[tuple[str, str, str], dict[str, OpenAPIHeader]] = {
             "absent when the room was made by this request.",
         ),
     },
+    ("/rooms/{room_id}/tickets", "post", "201"): {
+        "Cache-Control": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.STRING, enum=["no-store"]),
+            required=True,
+            description="A ticket is a credential: no cache may keep it.",
+        ),
+    },
+    ("/.well-known/jwks.json", "get", "200"): {
+        "Cache-Control": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.STRING, pattern=r"^max-age=[0-9]+$"),
+            required=True,
+            description="How long a verifier may keep the key set before fetching it again.",
+        ),
+    },
 }
 
 # Where the room a create answers with can be used next (followed by clients and by stateful tests).
@@ -79,6 +93,7 @@ _CREATE_LINKS = {
     "UpdateRoom": ("/rooms/{room_id}", "patch", "Change the new room's participant limit."),
     "EndRoom": ("/rooms/{room_id}", "delete", "End the new room."),
     "GetRoomHistory": ("/rooms/{room_id}/history", "get", "The new room's events."),
+    "IssueTicket": ("/rooms/{room_id}/tickets", "post", "A join ticket for the new room."),
 }
 
 

@@ -7,7 +7,7 @@ a client that sends the wrong type should hear so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -18,6 +18,7 @@ from api.errors import ApiError
 from common.rooms.codes import INPUT_PATTERN, normalize_room_code
 from common.rooms.events import RoomEvent
 from common.rooms.model import DailyStats, RoomView
+from common.tickets.claims import Role
 
 T = TypeVar("T")
 
@@ -153,3 +154,32 @@ class DailyStatsPage(msgspec.Struct, frozen=True, rename={"first": "from", "last
     first: date
     last: date
     days: list[DailyStats]
+
+
+# A compact JWS: header, payload and signature, each base64url without padding.
+TICKET_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+
+
+class TicketView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A join ticket, for the caller to hand to Signaling when joining (docs/signaling.md)."""
+
+    ticket: Annotated[str, msgspec.Meta(pattern=TICKET_PATTERN)]
+    expires_at: datetime  # the ticket's `exp`: at most ROOMS_TICKET_TTL_SECONDS away, never past the room's end
+    role: Role
+
+
+class PublicJwk(msgspec.Struct, frozen=True, kw_only=True):
+    """An Ed25519 public key as a JWK (RFC 8037); `kid` is its RFC 7638 thumbprint."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    kid: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+
+
+class JwkSet(msgspec.Struct, frozen=True):
+    """The keys that sign join tickets: the one signing now and those rotated in or out beside it."""
+
+    keys: list[PublicJwk]

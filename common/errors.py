@@ -43,3 +43,7 @@ class NoFreeRoomCode(RoomError):
 
 class DatabaseUnavailable(Exception):
     """Postgres could not be reached or did not answer in time: infrastructure, not a `RoomError`."""
+
+
+class TicketsNotConfigured(Exception):
+    """No ticket signing key is configured (ROOMS_TICKET_KEYS): configuration, not a `RoomError`."""

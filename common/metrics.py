@@ -37,6 +37,7 @@ CounterName = Literal[
     "cache_writes_skipped_total",
     "database_unavailable_total",
     "rate_limited_total",
+    "tickets_issued_total",
 ]
 
 _HELP: dict[CounterName, str] = {
@@ -49,7 +50,8 @@ _HELP: dict[CounterName, str] = {
     "cache_skipped_total": "Redis calls of requests not attempted because the breaker was open.",
     "cache_writes_skipped_total": "Room cache writes that did not happen (Redis down or failing).",
     "database_unavailable_total": "Requests answered 503 because Postgres was unreachable or slow.",
-    "rate_limited_total": "Requests answered 429: too many misses, or too many rooms created.",
+    "rate_limited_total": "Requests answered 429: too many misses, rooms created or tickets asked for.",
+    "tickets_issued_total": "Join tickets issued.",
 }
 
 PREFIX = "roomservice_"

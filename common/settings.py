@@ -114,6 +114,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Rooms one host may create a minute; 0 disables.
     create_limit_per_minute: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 60
 
+    # Join tickets (docs/signaling.md). Comma-separated paths of PEM Ed25519 private keys: the first
+    # signs, all are published. Empty: no tickets are issued (503), the rest of the service runs.
+    ticket_keys: str = ""
+    ticket_issuer: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "roomservice"
+    # A ticket admits once, shortly after it is issued: minutes, not hours. Never past the room's end.
+    ticket_ttl_seconds: Annotated[int, msgspec.Meta(ge=10, le=3600)] = 120
+    # Tickets one user may get a minute; 0 disables.
+    ticket_limit_per_minute: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 60
+
     # Analytics API.
     stats_max_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 366
     # Who may read the analytics (business data): user ids (UUIDs), comma-separated; nobody when empty.

@@ -1,4 +1,4 @@
-"""`roomservice`: serve the API, run the worker, migrate the database, or run it all locally (`dev`).
+"""`roomservice`: serve the API, run the worker, migrate, make ticket keys, or run it all locally (`dev`).
 
 This is the composition root: the only package that imports both `api` and `worker`. They are
 imported inside the subcommands that need them, so `migrate` starts quickly.
@@ -32,6 +32,7 @@ DEV_DATA_DIR = Path(".data")
 # prometheus_client's variable, read when it is first imported: this module must not import it.
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 DEV_DATABASE = "rooms"
+DEV_TICKET_KEY = DEV_DATA_DIR / "ticket-key.pem"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "dev", help="run everything locally; starts embedded Postgres/Redis where ROOMS_*_URL are unset"
     )
+    keygen = commands.add_parser("keygen", help="write a new Ed25519 key for join tickets; prints its kid")
+    keygen.add_argument("path", type=Path, help="the file to create (never overwritten), for ROOMS_TICKET_KEYS")
     args = parser.parse_args(argv)
 
     try:
@@ -70,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return show_migrations(settings)
         elif args.command == "migrate":
             run_migrations(settings)
+        elif args.command == "keygen":
+            return generate_key(args.path)
         else:
             dev(settings)
     except SettingsError as exc:
@@ -84,6 +89,11 @@ def serve(settings: Settings) -> None:
     """Run the API under granian. Each process builds its app from the ROOMS_* environment."""
     require(settings.database_url, "DATABASE_URL")
     require_redis(settings)
+    from common.tickets.keys import load_ticket_keys
+
+    # Each API process reads the keys again; read here first, a bad one stops the command itself.
+    if not load_ticket_keys(settings.ticket_keys).configured:
+        log.warning("ROOMS_TICKET_KEYS is not set: POST /rooms/{roomId}/tickets answers 503 tickets_not_configured")
     with shared_metrics(settings.workers):
         granian_server(
             "api.app:app_from_environment",
@@ -150,6 +160,22 @@ def granian_server(
     )
 
 
+def generate_key(path: Path) -> int:
+    """`roomservice keygen PATH`: a new ticket key, owner-only; prints its kid (what the JWKS will list)."""
+    from common.tickets.keys import write_new_key
+
+    try:
+        kid = write_new_key(path)
+    except FileExistsError:
+        print(f"roomservice: {path} exists; a key is never overwritten", file=sys.stderr)  # noqa: T201
+        return 1
+    except OSError as exc:
+        print(f"roomservice: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(kid)  # noqa: T201
+    return 0
+
+
 def run_worker(settings: Settings) -> None:
     os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)  # one process, as for `serve` with one (shared_metrics)
     from worker.main import run_worker as run
@@ -202,6 +228,8 @@ def dev(settings: Settings) -> None:
         if not settings.redis_configured:
             overrides["REDIS_URL"] = running.enter_context(embedded_redis(DEV_DATA_DIR / "valkey", persist=True))
             log.info("embedded Redis (Valkey) running at %s", overrides["REDIS_URL"])
+        if not settings.ticket_keys:
+            overrides["TICKET_KEYS"] = str(_dev_ticket_key().resolve())
         # The API processes and the worker read their settings from the environment, so the URLs go
         # there, and the text log format that `dev` defaults to.
         os.environ.update({ENV_PREFIX + name: value for name, value in overrides.items()})
@@ -213,6 +241,16 @@ def dev(settings: Settings) -> None:
         running.callback(_stop_process, worker)
         log.info("Room Service on http://%s:%d (Ctrl-C stops everything)", settings.host, settings.port)
         serve(settings)
+
+
+def _dev_ticket_key() -> Path:
+    """The ticket key of `dev`, made on first use and kept with the rest of its data."""
+    from common.tickets.keys import write_new_key
+
+    if not DEV_TICKET_KEY.exists():
+        DEV_TICKET_KEY.parent.mkdir(parents=True, exist_ok=True)
+        log.info("new ticket key in %s, kid %s", DEV_TICKET_KEY, write_new_key(DEV_TICKET_KEY))
+    return DEV_TICKET_KEY
 
 
 def _stop_process(process: subprocess.Popen[bytes]) -> None:

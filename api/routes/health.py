@@ -19,6 +19,8 @@ class Readiness(msgspec.Struct, frozen=True, rename="camel"):
     redis: Literal["ok", "down"]
     # Rate limits live in Redis: without it they are not enforced (the service stays up instead).
     rate_limits: Literal["enforced", "fail-open"]
+    # Join tickets need ROOMS_TICKET_KEYS; without it the rest serves, and the tickets route answers 503.
+    tickets: Literal["configured", "not_configured"]
 
 
 @get("/health/live", summary="The process is up", tags=["health"], cache=False)
@@ -41,7 +43,10 @@ async def ready(state: State) -> Response[Readiness]:
         postgres = "down"
     redis_up = await state.redis.ping()
     readiness = Readiness(
-        postgres=postgres, redis="ok" if redis_up else "down", rate_limits="enforced" if redis_up else "fail-open"
+        postgres=postgres,
+        redis="ok" if redis_up else "down",
+        rate_limits="enforced" if redis_up else "fail-open",
+        tickets="configured" if state.ticket_service.configured else "not_configured",
     )
     return Response(readiness, status_code=200 if postgres == "ok" else 503)
 

@@ -40,7 +40,14 @@ class RateCounters:
 
     async def count_creation(self, host: str) -> Counted | None:
         """Count a room created by `host`."""
-        counter, retry_after = _window("create", host)
+        return await self._count("create", host)
+
+    async def count_ticket(self, user: str) -> Counted | None:
+        """Count a join ticket asked for by `user`."""
+        return await self._count("ticket", user)
+
+    async def _count(self, kind: str, client: str) -> Counted | None:
+        counter, retry_after = _window(kind, client)
 
         def commands(pipe: AnyPipeline) -> None:
             pipe.incr(counter)

@@ -28,8 +28,13 @@ def missing_room_key(room_id: str) -> str:
     return "{" + room_key(room_id) + "}:missing"
 
 
+def used_ticket_key(room_id: str, jti: str) -> str:
+    """Marks a join ticket (by its `jti`) as used, until it expires (common/signaling/join.lua)."""
+    return "{" + room_key(room_id) + "}:ticket:" + jti
+
+
 def rate_counter_key(kind: str, client: str, minute: int) -> str:
-    """A client's counter of `kind` (miss, create) for one clock minute since the epoch."""
+    """A client's counter of `kind` (miss, create, ticket) for one clock minute since the epoch."""
     return f"ratelimit:{kind}:{client}:{minute}"
 
 

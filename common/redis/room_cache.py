@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
@@ -25,12 +25,23 @@ from common.rooms.model import JSON_ENCODER, Room, RoomView
 PUT_ROOM = lua_script(__package__, "lua/put_room.lua")
 
 _VIEW_DECODER = msgspec.json.Decoder(RoomView)
+_ROOM_DECODER = msgspec.json.Decoder(Room)
+
+T = TypeVar("T")
 
 
 class Lookup(NamedTuple):
     """What one round trip tells about a room code."""
 
     view: RoomView | None
+    known_missing: bool
+    known_ended: bool
+
+
+class RoomLookup(NamedTuple):
+    """`Lookup` with the whole cached room object."""
+
+    room: Room | None
     known_missing: bool
     known_ended: bool
 
@@ -46,19 +57,28 @@ class RoomCache:
         """The cached room, and whether the code is known not to exist or to have ended; none of these
         while Redis is unavailable. The keys share the room's cluster slot: one MGET, or a share of
         one with the other requests' lookups of the moment."""
+        view, known_missing, known_ended = await self._lookup(room_id, _VIEW_DECODER.decode)
+        return Lookup(view, known_missing, known_ended)
+
+    async def lookup_room(self, room_id: str) -> RoomLookup:
+        """As `lookup`, with the whole room object (its internal id too) rather than what clients see."""
+        room, known_missing, known_ended = await self._lookup(room_id, _ROOM_DECODER.decode)
+        return RoomLookup(room, known_missing, known_ended)
+
+    async def _lookup(self, room_id: str, decode: Callable[[bytes], T]) -> tuple[T | None, bool, bool]:
         keys = (room_key(room_id), missing_room_key(room_id), ended_room_key(room_id))
         found = await self._redis.read(keys)
         if found is None:
             self._metrics.incr("cache_misses_total")
-            return Lookup(None, known_missing=False, known_ended=False)
+            return None, False, False
         raw, missing_mark, ended_mark = found
-        view = None
+        decoded = None
         if raw is not None:
             # A value not ours or from an incompatible version counts as a miss: Postgres answers and overwrites it.
             with contextlib.suppress(msgspec.DecodeError):
-                view = _VIEW_DECODER.decode(raw)
-        self._metrics.incr("cache_hits_total" if view is not None else "cache_misses_total")
-        return Lookup(view, known_missing=missing_mark is not None, known_ended=ended_mark is not None)
+                decoded = decode(raw)
+        self._metrics.incr("cache_hits_total" if decoded is not None else "cache_misses_total")
+        return decoded, missing_mark is not None, ended_mark is not None
 
     async def write(
         self,

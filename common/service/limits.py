@@ -1,14 +1,15 @@
-"""Request limits: how many unknown or ended rooms a client may ask for, and rooms a host may create,
-per clock minute. Both fail open: while Redis cannot count, requests pass."""
+"""Request limits: how many unknown or ended rooms a client may ask for, rooms a host may create and
+join tickets a user may get, per clock minute. All fail open: while Redis cannot count, requests pass."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from common.errors import RateLimited
 from common.metrics import Metrics
-from common.redis.counters import RateCounters
+from common.redis.counters import Counted, RateCounters
 from common.settings import Settings
 
 # Clients remembered as over the miss limit; past this many, expired entries are dropped.
@@ -67,20 +68,35 @@ class MissLimit:
         raise RateLimited(f"too many unknown or ended rooms asked for; retry in {retry_after} s", retry_after)
 
 
-class CreationLimit:
-    """Rooms one host may create a minute."""
+class _PerCallerLimit:
+    """Requests of one kind an authenticated caller may make a minute; `limit` 0 disables."""
 
-    def __init__(self, counters: RateCounters, settings: Settings, metrics: Metrics) -> None:
-        self._counters = counters
-        self._limit = settings.create_limit_per_minute
+    def __init__(self, count: Callable[[str], Awaitable[Counted | None]], limit: int, what: str, metrics: Metrics):
+        self._count = count
+        self._limit = limit
+        self._what = what
         self._metrics = metrics
 
-    async def check(self, host_id: UUID) -> None:
-        """Count a creation by `host_id`; raise `RateLimited` past the limit."""
+    async def check(self, caller: UUID) -> None:
+        """Count a request by `caller`; raise `RateLimited` past the limit."""
         if not self._limit:
             return
-        counted = await self._counters.count_creation(str(host_id))
+        counted = await self._count(str(caller))
         if counted is not None and counted.total > self._limit:
             self._metrics.incr("rate_limited_total")
             retry_after = counted.retry_after
-            raise RateLimited(f"at most {self._limit} rooms a minute; retry in {retry_after} s", retry_after)
+            raise RateLimited(f"at most {self._limit} {self._what} a minute; retry in {retry_after} s", retry_after)
+
+
+class CreationLimit(_PerCallerLimit):
+    """Rooms one host may create a minute."""
+
+    def __init__(self, counters: RateCounters, settings: Settings, metrics: Metrics) -> None:
+        super().__init__(counters.count_creation, settings.create_limit_per_minute, "rooms", metrics)
+
+
+class TicketLimit(_PerCallerLimit):
+    """Join tickets one user may get a minute."""
+
+    def __init__(self, counters: RateCounters, settings: Settings, metrics: Metrics) -> None:
+        super().__init__(counters.count_ticket, settings.ticket_limit_per_minute, "tickets", metrics)

@@ -1,5 +1,5 @@
 """The join contract with the Signaling service: join.lua and leave.lua beside this module, and a typed
-way to call them.
+way to call them (tickets.py verifies the join ticket a join presents).
 
 The scripts are the source of truth (docs/signaling.md). Signaling runs them from its own code; this
 module is how this repository calls and tests them.
@@ -12,13 +12,14 @@ from typing import Literal, cast, get_args
 import msgspec
 import redis.asyncio as redis
 
-from common.redis.keys import participants_key, room_key
+from common.redis.keys import participants_key, room_key, used_ticket_key
 from common.redis.scripts import lua_script
+from common.tickets.claims import TicketClaims
 
 JOIN = lua_script(__package__, "join.lua")
 LEAVE = lua_script(__package__, "leave.lua")
 
-Outcome = Literal["admitted", "already_in", "full", "not_cached"]
+Outcome = Literal["admitted", "already_in", "full", "not_cached", "ticket_used"]
 _OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 
 
@@ -37,10 +38,18 @@ class JoinContract:
         self._join = client.register_script(JOIN.source)
         self._leave = client.register_script(LEAVE.source)
 
-    async def join(self, room_id: str, participant_id: str, heartbeat_ms: int) -> JoinResult:
-        """Join, or rejoin to refresh the heartbeat. Raises redis ResponseError on bad arguments."""
+    async def join(
+        self, room_id: str, participant_id: str, heartbeat_ms: int, *, ticket: TicketClaims | None = None
+    ) -> JoinResult:
+        """Join, or rejoin to refresh the heartbeat. With `ticket` (verified: common/signaling/tickets.py,
+        its `sub` the participant), a ticket admits once: presented again it answers `ticket_used`.
+        Raises redis ResponseError on bad arguments."""
         keys = [room_key(room_id), participants_key(room_id)]
-        outcome, count, limit = await self._join(keys=keys, args=[participant_id, heartbeat_ms])
+        args: list[str | int] = [participant_id, heartbeat_ms]
+        if ticket is not None:
+            keys.append(used_ticket_key(room_id, ticket.jti))
+            args += [ticket.jti, ticket.exp]
+        outcome, count, limit = await self._join(keys=keys, args=args)
         text = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
         if text not in _OUTCOMES:
             raise ValueError(f"join.lua answered an unknown outcome {text!r}")

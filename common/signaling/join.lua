@@ -2,18 +2,33 @@
 --
 -- KEYS[1]  room:<roomId>                  the room object the Room Service caches (JSON)
 -- KEYS[2]  {room:<roomId>}:participants   sorted set: member = participant id, score = heartbeat expiry (ms)
+-- KEYS[3]  {room:<roomId>}:ticket:<jti>   with a ticket: its used-mark (value: the participant admitted)
 -- ARGV[1]  participant id (non-empty)
 -- ARGV[2]  heartbeat TTL in ms (positive integer)
+-- ARGV[3]  with a ticket: its jti (non-empty)
+-- ARGV[4]  with a ticket: its exp (Unix seconds, positive integer)
+--
+-- Called with 2 keys and 2 arguments (no ticket: a heartbeat, or a caller without tickets), or with
+-- 3 keys and 4 arguments (a join with a verified ticket, which admits once).
 --
 -- Returns {outcome, count, maxParticipants}; outcome is one of
---   admitted    the participant was added; count includes it
---   already_in  it was a live member already; its heartbeat was refreshed (a rejoin counts once)
---   full        count >= maxParticipants; nothing was added
---   not_cached  no readable room object: ask GET /rooms/{roomId} and retry once (count and limit are 0)
+--   admitted     the participant was added; count includes it
+--   already_in   it was a live member already; its heartbeat was refreshed (a rejoin counts once)
+--   full         count >= maxParticipants; nothing was added
+--   not_cached   no readable room object: ask GET /rooms/{roomId} and retry once (count and limit are 0)
+--   ticket_used  the ticket admitted someone before: nothing was changed (count and limit are 0)
 -- Bad arguments give an error reply.
 
-if #KEYS ~= 2 or #ARGV ~= 2 then
-  return redis.error_reply('ERR join takes 2 keys (room, participants) and 2 arguments (participant id, ttl ms)')
+-- The most leeway a ticket's verifier allows past its exp (common/signaling/tickets.py): the mark
+-- outlives the ticket by this much, so a ticket is never admitted twice while a verifier accepts it.
+local TICKET_LEEWAY_MS = 5000
+
+local with_ticket = #KEYS == 3 and #ARGV == 4
+if not with_ticket and (#KEYS ~= 2 or #ARGV ~= 2) then
+  return redis.error_reply(
+    'ERR join takes 2 keys (room, participants) and 2 arguments (participant id, ttl ms), '
+      .. 'or 3 keys (room, participants, ticket mark) and 4 arguments (participant id, ttl ms, ticket jti, ticket exp)'
+  )
 end
 local participant = ARGV[1]
 if participant == '' then
@@ -26,6 +41,26 @@ if not string.match(ttl_arg, '^[1-9]%d*$') or #ttl_arg > 15 then
   return redis.error_reply('ERR heartbeat ttl must be a positive integer number of milliseconds')
 end
 local ttl = tonumber(ttl_arg)
+
+local mark_until
+if with_ticket then
+  local jti = ARGV[3]
+  if jti == '' then
+    return redis.error_reply('ERR ticket jti must not be empty')
+  end
+  -- The mark is the room's, in its cluster slot: the layout is checked so a caller cannot mark elsewhere.
+  if KEYS[3] ~= '{' .. KEYS[1] .. '}:ticket:' .. jti then
+    return redis.error_reply('ERR ticket mark must be {' .. KEYS[1] .. '}:ticket:<jti>')
+  end
+  local exp_arg = ARGV[4]
+  if not string.match(exp_arg, '^[1-9]%d*$') or #exp_arg > 12 then
+    return redis.error_reply('ERR ticket exp must be a positive integer number of seconds')
+  end
+  mark_until = tonumber(exp_arg) * 1000 + TICKET_LEEWAY_MS
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    return {'ticket_used', 0, 0}
+  end
+end
 
 local raw = redis.call('GET', KEYS[1])
 if not raw then
@@ -61,6 +96,12 @@ else
   outcome = 'admitted'
 end
 redis.call('ZADD', KEYS[2], expiry, participant)
+-- Used once it has let someone in (or refreshed a member): a refused join leaves it usable, so the
+-- caller can retry after not_cached or once a slot is free. A mark already past its time (a ticket
+-- that expired beyond any leeway, which no verifier accepts) is not kept.
+if with_ticket and mark_until > now then
+  redis.call('SET', KEYS[3], participant, 'PXAT', string.format('%.0f', mark_until))
+end
 
 -- The participant set must not outlive the room: it expires with the room key. The Room Service
 -- always sets an expiry; for a room object without one, the set lasts until its last heartbeat.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from litestar.testing import AsyncTestClient
 
+from api.app import create_app
 from tests.support.processes import REPO_ROOT, ROOMSERVICE, environment, free_port, wait_until_ready
 
 
@@ -46,6 +49,42 @@ def test_serve_needs_the_database_url() -> None:
     )
     assert result.returncode == 2
     assert "ROOMS_DATABASE_URL is required" in result.stderr
+
+
+def test_keygen_writes_an_owner_only_key_whose_kid_the_jwks_lists(tmp_path: Path, settings_with) -> None:
+    path = tmp_path / "ticket.pem"
+    made = subprocess.run(
+        [*ROOMSERVICE, "keygen", str(path)], env=environment(), capture_output=True, text=True, timeout=30
+    )
+    assert made.returncode == 0, made.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    before = path.read_bytes()
+
+    again = subprocess.run(
+        [*ROOMSERVICE, "keygen", str(path)], env=environment(), capture_output=True, text=True, timeout=30
+    )
+    assert again.returncode == 1
+    assert "never overwritten" in again.stderr
+    assert path.read_bytes() == before
+
+    async def published() -> list[str]:
+        async with AsyncTestClient(app=create_app(settings_with(ticket_keys=str(path)))) as client:
+            return [key["kid"] for key in (await client.get("/.well-known/jwks.json")).json()["keys"]]
+
+    assert asyncio.run(published()) == [made.stdout.strip()]
+
+
+def test_serve_stops_on_a_ticket_key_it_cannot_use(tmp_path: Path) -> None:
+    not_a_key = tmp_path / "key.pem"
+    not_a_key.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    for keys, says in [
+        (tmp_path / "absent.pem", "ROOMS_TICKET_KEYS: cannot read"),
+        (not_a_key, f"ROOMS_TICKET_KEYS: {not_a_key} is not an unencrypted PEM private key"),
+    ]:
+        env = environment(database_url="postgresql://x/y", redis_url="redis://x", ticket_keys=str(keys))
+        result = subprocess.run([*ROOMSERVICE, "serve"], env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2
+        assert says in result.stderr
 
 
 def test_version_is_the_installed_one() -> None:
@@ -105,13 +144,16 @@ def test_dev_runs_everything_from_nothing(tmp_path: Path) -> None:
     dev = subprocess.Popen([*ROOMSERVICE, "dev"], env=environment(port=str(port)), cwd=tmp_path)
     try:
         wait_until_ready(port, dev, within=60)
-        created = httpx.post(
-            f"http://127.0.0.1:{port}/rooms", headers={"X-User-Id": "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"}
-        )
+        user = {"X-User-Id": "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"}
+        created = httpx.post(f"http://127.0.0.1:{port}/rooms", headers=user)
         assert created.status_code == 201
+        # `dev` made a ticket key: tickets are issued.
+        issued = httpx.post(f"http://127.0.0.1:{port}/rooms/{created.json()['roomId']}/tickets", headers=user)
+        assert issued.status_code == 201, issued.text
     finally:
         assert stop(dev) in (0, -signal.SIGINT, 130)
-    # Data is kept between runs, under ./.data.
+    # Data is kept between runs, under ./.data, the ticket key too (owner-only).
     assert (tmp_path / ".data" / "postgres" / "PG_VERSION").exists()
+    assert (tmp_path / ".data" / "ticket-key.pem").stat().st_mode & 0o777 == 0o600
     # Nothing is left running: the embedded Postgres released its data directory.
     assert not (tmp_path / ".data" / "postgres" / "postmaster.pid").exists()

@@ -68,7 +68,12 @@ async def test_redis_down_rooms_still_work_and_the_cache_returns(
     created_during = during.json()["roomId"]
     assert (await client.get(f"/rooms/{before}")).status_code == 200
     assert (await client.get(f"/rooms/{created_during}")).status_code == 200
-    assert (await client.get("/health/ready")).json() == {"postgres": "ok", "redis": "down", "rateLimits": "fail-open"}
+    assert (await client.get("/health/ready")).json() == {
+        "postgres": "ok",
+        "redis": "down",
+        "rateLimits": "fail-open",
+        "tickets": "not_configured",
+    }
     metrics = (await client.get("/metrics")).text
     assert metric_value(metrics, "roomservice_cache_breaker_open") == 1
     assert metric_value(metrics, "roomservice_cache_writes_skipped_total") != 0
@@ -83,7 +88,12 @@ async def test_redis_down_rooms_still_work_and_the_cache_returns(
 
     # Within a few breaker intervals the service uses Redis again by itself.
     assert await eventually(cached_again, within=10 * BREAKER_RETRY_SECONDS)
-    assert (await client.get("/health/ready")).json() == {"postgres": "ok", "redis": "ok", "rateLimits": "enforced"}
+    assert (await client.get("/health/ready")).json() == {
+        "postgres": "ok",
+        "redis": "ok",
+        "rateLimits": "enforced",
+        "tickets": "not_configured",
+    }
 
 
 async def test_redis_blackholed_no_request_is_slow(via_redis_proxy, redis_proxy, host) -> None:

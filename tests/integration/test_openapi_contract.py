@@ -19,6 +19,7 @@ from schemathesis.python import asgi
 
 from api.app import create_app
 from api.routes.rooms import _encode_cursor
+from common.tickets.keys import write_new_key
 
 pytestmark = pytest.mark.one_topology
 
@@ -70,11 +71,19 @@ CONFIG = {
 }
 
 
-def test_the_server_answers_as_its_description_says(settings_with) -> None:
-    # No rate limits: a run asks for hundreds of unknown codes and makes dozens of rooms a minute as one
-    # client, and past a limit every answer would be the 429 rather than the behaviour under test
-    # (the limits have tests of their own, tests/integration/test_abuse.py).
-    app = create_app(settings_with(miss_limit_per_minute=0, create_limit_per_minute=0))
+def test_the_server_answers_as_its_description_says(settings_with, tmp_path) -> None:
+    # No rate limits: a run asks for hundreds of unknown codes and makes dozens of rooms and tickets a
+    # minute as one client, and past a limit every answer would be the 429 rather than the behaviour
+    # under test (the limits have tests of their own, tests/integration/test_abuse.py, test_tickets.py).
+    # A ticket key, so that tickets are issued rather than answered 503 not configured.
+    write_new_key(tmp_path / "ticket-key.pem")
+    settings = settings_with(
+        miss_limit_per_minute=0,
+        create_limit_per_minute=0,
+        ticket_limit_per_minute=0,
+        ticket_keys=str(tmp_path / "ticket-key.pem"),
+    )
+    app = create_app(settings)
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG))
     try:
         found = list(from_schema(schema).execute())
@@ -110,7 +119,7 @@ def _describe(event: events.ScenarioFinished) -> str:
 
 # -- the facts themselves, each named, so that a regression says which one went ------------------------
 
-ROOM_PATHS = ("/rooms/{room_id}", "/rooms/{room_id}/history")
+ROOM_PATHS = ("/rooms/{room_id}", "/rooms/{room_id}/history", "/rooms/{room_id}/tickets")
 NEEDS_CALLER = {
     ("/rooms", "post"),
     ("/rooms", "get"),
@@ -118,6 +127,7 @@ NEEDS_CALLER = {
     ("/rooms/{room_id}", "delete"),
     ("/rooms/{room_id}/history", "get"),
     ("/stats/daily", "get"),
+    ("/rooms/{room_id}/tickets", "post"),
 }
 
 
@@ -192,9 +202,16 @@ async def test_every_answer_is_described_with_its_headers(client) -> None:
             ("/rooms/{room_id}", "patch"),
             ("/rooms/{room_id}", "delete"),
             ("/rooms/{room_id}/history", "get"),
+            ("/rooms/{room_id}/tickets", "post"),
         ]
     }
     assert all(link["parameters"] == {"room_id": "$response.body#/roomId"} for link in created["links"].values())
+    ticket = description["paths"]["/rooms/{room_id}/tickets"]["post"]["responses"]["201"]
+    assert ticket["headers"]["Cache-Control"]["schema"] == {"type": "string", "enum": ["no-store"]}
+    assert ticket["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TicketView"}
+    jwks = description["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"]
+    assert jwks["headers"]["Cache-Control"]["required"] is True
+    assert jwks["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JwkSet"}
 
 
 @pytest.mark.parametrize(
@@ -203,6 +220,8 @@ async def test_every_answer_is_described_with_its_headers(client) -> None:
         ("/rooms", "GET, OPTIONS, POST"),
         ("/rooms/abc-defg-hij", "DELETE, GET, OPTIONS, PATCH"),
         ("/rooms/abc-defg-hij/history", "GET, OPTIONS"),
+        ("/rooms/abc-defg-hij/tickets", "OPTIONS, POST"),
+        ("/.well-known/jwks.json", "GET, OPTIONS"),
         ("/stats/daily", "GET, OPTIONS"),
     ],
 )

@@ -254,7 +254,7 @@ async def test_health(client) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"postgres": "ok", "redis": "ok", "rateLimits": "enforced"}
+    assert ready.json() == {"postgres": "ok", "redis": "ok", "rateLimits": "enforced", "tickets": "not_configured"}
 
 
 async def test_metrics_count_what_happened(client, host) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import time
 import uuid
 
 import pytest
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from common.redis.keys import participants_key, room_key
+from common.redis.keys import participants_key, room_key, used_ticket_key
 from common.signaling.contract import JOIN, LEAVE, JoinContract
+from common.tickets.claims import TicketClaims
 
 HEARTBEAT_MS = 30_000
 
@@ -249,3 +252,126 @@ async def test_scripts_reject_a_wrong_layout_and_an_empty_leave(client, host, co
     with pytest.raises(ResponseError, match="heartbeat ttl"):
         await contract.join(room_id, "alice", 0)
     assert await redis_client.eval(LEAVE.source, 2, *keys, "alice") == 0
+
+
+# -- join tickets: one ticket, one admission ----------------------------------------------------
+
+
+def ticket(room_id: str, participant: str, lifetime: int = 120) -> TicketClaims:
+    """The claims of a verified ticket (common/signaling/tickets.py), as join.lua is given them."""
+    now = int(time.time())
+    return TicketClaims(
+        iss="roomservice",
+        aud="signaling",
+        sub=participant,
+        room=room_id,
+        rid=str(uuid.uuid4()),
+        role="guest",
+        iat=now,
+        nbf=now,
+        exp=now + lifetime,
+        jti=secrets.token_urlsafe(16),
+    )
+
+
+async def test_a_ticket_admits_once(client, host, contract, redis_client) -> None:
+    room_id = await create_room(client, host)
+    alice = ticket(room_id, "alice")
+
+    first = await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=alice)
+    replayed = await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=alice)
+    by_another = await contract.join(room_id, "mallory", HEARTBEAT_MS, ticket=alice)
+    await contract.leave(room_id, "alice")
+    after_leaving = await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=alice)
+
+    assert (first.outcome, first.count) == ("admitted", 1)
+    assert [r.outcome for r in (replayed, by_another, after_leaving)] == ["ticket_used"] * 3
+    assert (replayed.count, replayed.max_participants) == (0, 0)
+    assert await redis_client.zrange(participants_key(room_id), 0, -1) == []  # nothing changed
+    mark = used_ticket_key(room_id, alice.jti)
+    assert key_slot(mark.encode()) == key_slot(room_key(room_id).encode())  # the room's slot
+    assert await redis_client.get(mark) == b"alice"
+    # Kept until the ticket's exp plus the verifiers' 5 s of leeway.
+    assert 120_000 < await redis_client.pttl(mark) <= 125_000
+
+
+async def test_a_new_ticket_or_none_lets_the_same_participant_back(client, host, contract) -> None:
+    room_id = await create_room(client, host)
+    assert (await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=ticket(room_id, "alice"))).outcome == "admitted"
+
+    rejoined = await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=ticket(room_id, "alice"))
+    heartbeat = await contract.join(room_id, "alice", HEARTBEAT_MS)  # the old argument list
+    await contract.leave(room_id, "alice")
+    back = await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=ticket(room_id, "alice"))
+
+    assert (rejoined.outcome, rejoined.count) == ("already_in", 1)
+    assert (heartbeat.outcome, heartbeat.count) == ("already_in", 1)
+    assert (back.outcome, back.count) == ("admitted", 1)
+
+
+async def test_a_refused_join_leaves_its_ticket_usable(client, host, contract, redis_client) -> None:
+    room_id = await create_room(client, host, max_participants=2)
+    members = await fill(contract, room_id, 2)
+    carol = ticket(room_id, "carol")
+
+    assert (await contract.join(room_id, "carol", HEARTBEAT_MS, ticket=carol)).outcome == "full"
+    assert not await redis_client.exists(used_ticket_key(room_id, carol.jti))
+    await redis_client.delete(room_key(room_id))
+    assert (await contract.join(room_id, "carol", HEARTBEAT_MS, ticket=carol)).outcome == "not_cached"
+    assert (await client.get(f"/rooms/{room_id}")).status_code == 200  # cached again
+    await contract.leave(room_id, members[0])
+
+    assert (await contract.join(room_id, "carol", HEARTBEAT_MS, ticket=carol)).outcome == "admitted"
+
+
+async def test_the_used_mark_expires_with_the_ticket(client, host, contract, redis_client) -> None:
+    room_id = await create_room(client, host)
+    # Expired 4 s ago: still within a verifier's 5 s of leeway, for at most one more second.
+    late = ticket(room_id, "alice", lifetime=-4)
+    assert (await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=late)).outcome == "admitted"
+    assert 0 < await redis_client.pttl(used_ticket_key(room_id, late.jti)) <= 1_000
+    assert (await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=late)).outcome == "ticket_used"
+
+    await asyncio.sleep(1.1)
+
+    assert not await redis_client.exists(used_ticket_key(room_id, late.jti))
+    # No verifier accepts it any more; join.lua no longer needs to remember it.
+    stale = ticket(room_id, "bob", lifetime=-10)
+    assert (await contract.join(room_id, "bob", HEARTBEAT_MS, ticket=stale)).outcome == "admitted"
+    assert not await redis_client.exists(used_ticket_key(room_id, stale.jti))
+
+
+@pytest.mark.parametrize(
+    ("mark", "jti", "exp", "error"),
+    [
+        ("its own", "", "1900000000", "ticket jti"),
+        ("its own", "abc", "0", "ticket exp"),
+        ("its own", "abc", "19e8", "ticket exp"),
+        ("its own", "abc", "", "ticket exp"),
+        ("another ticket's", "abc", "1900000000", "ticket mark"),
+        ("not a ticket mark", "abc", "1900000000", "ticket mark"),
+    ],
+)
+async def test_join_rejects_bad_ticket_arguments(client, host, redis_client, mark, jti, exp, error) -> None:
+    room_id = await create_room(client, host)
+    # Every mark has the room's hash tag: a key of another slot a cluster would refuse before the script runs.
+    marks = {
+        "its own": used_ticket_key(room_id, jti),
+        "another ticket's": used_ticket_key(room_id, "other"),
+        "not a ticket mark": "{" + room_key(room_id) + "}:elsewhere",
+    }
+    keys = (room_key(room_id), participants_key(room_id), marks[mark])
+
+    with pytest.raises(ResponseError, match=error):
+        await redis_client.eval(JOIN.source, 3, *keys, "alice", "1000", jti, exp)
+    assert not await redis_client.exists(participants_key(room_id))
+
+
+async def test_join_takes_a_ticket_with_both_of_its_arguments_or_none(client, host, redis_client) -> None:
+    room_id = await create_room(client, host)
+    keys = (room_key(room_id), participants_key(room_id), used_ticket_key(room_id, "abc"))
+
+    for count, arguments in [(3, ("alice", "1000", "abc")), (2, ("alice", "1000", "abc", "1900000000"))]:
+        with pytest.raises(ResponseError, match="2 keys"):
+            await redis_client.eval(JOIN.source, count, *keys[:count], *arguments)
+    assert not await redis_client.exists(participants_key(room_id))

@@ -6,7 +6,8 @@
 Within `common`:
 
     service  ->  db, redis  ->  rooms  ->  the base (settings, errors, metrics, logs, jobs, tracing)
-    signaling  ->  the Redis key names and script loader
+    service  ->  tickets (claims, keys)  ->  the base
+    signaling  ->  the Redis key names and script loader, the ticket claims
 
 Postgres and Redis never import each other, and nothing imports upwards. Relative imports, which
 this test does not follow, are refused by ruff (TID252).
@@ -31,10 +32,11 @@ ALLOWED: dict[str, set[str]] = {
     "roomservice": {"api", "worker", "common", "migrations"},
     "api": {"common"},
     "worker": {"common"},
-    "common.service": {"common.db", "common.redis", "common.rooms", BASE},
+    "common.service": {"common.db", "common.redis", "common.rooms", "common.tickets", BASE},
     "common.db": {"common.rooms", BASE},
     "common.redis": {"common.rooms", BASE},
-    "common.signaling": {"common.redis.keys", "common.redis.scripts"},
+    "common.signaling": {"common.redis.keys", "common.redis.scripts", "common.tickets.claims"},
+    "common.tickets": {BASE},
     "common.rooms": {BASE},
     BASE: set(),
 }
@@ -107,6 +109,9 @@ def test_imports_run_one_way() -> None:
         ("common.rooms.events", "common.db.outbox"),
         ("common.settings", "common.rooms.model.Room"),
         ("common.signaling.contract", "common.redis.client"),
+        ("common.signaling.tickets", "common.tickets.keys"),  # Signaling verifies; it never signs
+        ("common.tickets.keys", "common.redis.keys"),
+        ("common.tickets.claims", "common.service.tickets"),
         ("common.newmodule", "common.settings"),  # in no layer yet
     ],
 )
@@ -124,6 +129,9 @@ def test_an_upward_or_sideways_import_is_caught(importer: str, imported: str) ->
         ("common.redis.client", "common.settings.Settings"),
         ("common.db.rooms", "common.db.pool"),
         ("common.signaling.contract", "common.redis.keys.room_key"),
+        ("common.signaling.tickets", "common.tickets.claims.TicketClaims"),
+        ("common.service.tickets", "common.tickets.keys.TicketKeys"),
+        ("common.tickets.keys", "common.settings.SettingsError"),
         ("api.deps", "common.errors"),
     ],
 )
