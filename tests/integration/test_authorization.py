@@ -9,6 +9,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from common.tickets.keys import write_new_key
 
 pytestmark = pytest.mark.one_topology
 
@@ -23,24 +24,30 @@ ACTIONS = {
     "end": ("DELETE", "/rooms/{code}", None),
     "history": ("GET", "/rooms/{code}/history", None),
     "stats": ("GET", "/stats/daily", None),
+    "ticket": ("POST", "/rooms/{code}/tickets", None),
 }
 
 # (who, action) -> the status the table promises.
 TABLE = {
     **{("host", action): status for action, status in
-       {"create": 201, "list": 200, "validate": 200, "change": 200, "end": 204, "history": 200, "stats": 403}.items()},
+       {"create": 201, "list": 200, "validate": 200, "change": 200, "end": 204, "history": 200, "stats": 403,
+        "ticket": 201}.items()},
     **{("someone else", action): status for action, status in
-       {"create": 201, "list": 200, "validate": 200, "change": 403, "end": 403, "history": 403, "stats": 403}.items()},
+       {"create": 201, "list": 200, "validate": 200, "change": 403, "end": 403, "history": 403, "stats": 403,
+        "ticket": 201}.items()},
     **{("nobody", action): status for action, status in
-       {"create": 401, "list": 401, "validate": 200, "change": 401, "end": 401, "history": 401, "stats": 401}.items()},
+       {"create": 401, "list": 401, "validate": 200, "change": 401, "end": 401, "history": 401, "stats": 401,
+        "ticket": 401}.items()},
     **{("an admin", action): status for action, status in
        {"validate": 200, "change": 403, "end": 403, "history": 403, "stats": 200}.items()},
 }  # fmt: skip
 
 
 @pytest.fixture
-async def app_client(settings_with) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=create_app(settings_with(admin_user_ids=ADMIN))) as client:
+async def app_client(settings_with, tmp_path) -> AsyncIterator[AsyncTestClient]:
+    write_new_key(tmp_path / "ticket-key.pem")
+    settings = settings_with(admin_user_ids=ADMIN, ticket_keys=str(tmp_path / "ticket-key.pem"))
+    async with AsyncTestClient(app=create_app(settings)) as client:
         yield client
 
 
@@ -56,5 +63,7 @@ async def test_who_may_do_what(app_client, host, who, action) -> None:
     method, path, body = ACTIONS[action]
     response = await app_client.request(method, path.format(code=code), headers=caller, json=body)
     assert response.status_code == TABLE[who, action], response.text
+    if action == "ticket" and response.status_code == 201:  # anyone may ask; the ticket says who they are
+        assert response.json()["role"] == ("host" if who == "host" else "guest")
     if response.status_code in (401, 403):
         assert response.json()["error"] in {"missing_user_id", "not_room_host", "not_admin"}
