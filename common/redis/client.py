@@ -5,6 +5,8 @@ The service calls it through `common.redis.guarded.GuardedRedis` on its request 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import urlsplit
@@ -16,6 +18,8 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisClusterException, RedisError
 
 from common.settings import Settings, require
+
+log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=redis.Redis)
 
@@ -101,13 +105,24 @@ def _from_url(url: str, settings: Settings, timeout: float, client_class: type[R
     return cast(R, client_class.from_pool(pool))  # the client owns the pool: aclose() closes its connections
 
 
+# How long closing a client may take: its connections' goodbyes, not a command.
+_CLOSE_TIMEOUT_SECONDS = 5.0
+
+
 async def close_redis(client: RedisClient) -> None:
-    """Close the client, its connections, and in sentinel mode its connections to the Sentinels."""
+    """Close the client, its connections, and in sentinel mode its connections to the Sentinels.
+
+    Bounded: a cluster client can wait without end on a topology refresh left hanging by an outage
+    (its close takes the same lock), and a process on its way out must not wait for it."""
     pool = getattr(client, "connection_pool", None)
-    await client.aclose()
-    if isinstance(pool, SentinelConnectionPool):
-        for sentinel in pool.sentinel_manager.sentinels:
-            await sentinel.aclose()
+    try:
+        async with asyncio.timeout(_CLOSE_TIMEOUT_SECONDS):
+            await client.aclose()
+            if isinstance(pool, SentinelConnectionPool):
+                for sentinel in pool.sentinel_manager.sentinels:
+                    await sentinel.aclose()
+    except TimeoutError:
+        log.warning("a Redis client did not close within %g s; left to the process's end", _CLOSE_TIMEOUT_SECONDS)
 
 
 async def primaries_identity(client: RedisClient) -> str:
