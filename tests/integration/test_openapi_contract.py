@@ -51,10 +51,17 @@ CONFIG = {
     "operations": [
         # An Idempotency-Key used before with other options answers 422 idempotency_key_reused (the
         # status the IETF Idempotency-Key draft gives): a rule across requests, which no schema can state.
+        # Metadata over ROOMS_METADATA_MAX_BYTES as compact JSON answers 413 metadata_too_large: a bound
+        # on an encoded size, which JSON Schema cannot state (the description says it in words).
         {
             "include-path": "/rooms",
             "include-method": "POST",
-            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "413", "422"]}},
+        },
+        {
+            "include-path": "/rooms/{room_id}",
+            "include-method": "PATCH",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "413"]}},
         },
         # `from` must not be after `to`, and the range at most ROOMS_STATS_MAX_DAYS long: rules between
         # two parameters, or one and today, which JSON Schema cannot state, so requests that break them
