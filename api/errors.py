@@ -15,6 +15,7 @@ from litestar.types import ExceptionHandlersMap
 from common.errors import (
     DatabaseUnavailable,
     IdempotencyKeyReused,
+    MetadataTooLarge,
     NoFreeRoomCode,
     NotRoomHost,
     ParticipantLimitOutOfRange,
@@ -61,6 +62,7 @@ _DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     RateLimited: (429, "rate_limited"),
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),
+    MetadataTooLarge: (413, "metadata_too_large"),
     NoFreeRoomCode: (503, "no_free_room_code"),
     DatabaseUnavailable: (503, "database_unavailable"),
     TicketsNotConfigured: (503, "tickets_not_configured"),

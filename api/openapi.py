@@ -24,6 +24,7 @@ from litestar.openapi.spec import (
 )
 
 from api.observe import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
+from api.schemas import METADATA_VALUE, METADATA_VALUE_SCHEMA, metadata_note
 from common.settings import Settings
 
 # Who calls: the gateway authenticates the user and passes on their id. Named by the operations that
@@ -90,7 +91,7 @@ _HEADERS: dict[tuple[str, str, str], dict[str, OpenAPIHeader]] = {
 _ROOM_OF_CREATE = {"room_id": "$response.body#/roomId"}
 _CREATE_LINKS = {
     "GetRoom": ("/rooms/{room_id}", "get", "The room just made."),
-    "UpdateRoom": ("/rooms/{room_id}", "patch", "Change the new room's participant limit."),
+    "UpdateRoom": ("/rooms/{room_id}", "patch", "Change the new room's participant limit or metadata."),
     "EndRoom": ("/rooms/{room_id}", "delete", "End the new room."),
     "GetRoomHistory": ("/rooms/{room_id}/history", "get", "The new room's events."),
     "IssueTicket": ("/rooms/{room_id}/tickets", "post", "A join ticket for the new room."),
@@ -102,7 +103,9 @@ def complete_description(openapi: OpenAPI, settings: Settings) -> None:
     components = openapi.components if isinstance(openapi.components, Components) else Components()
     components.security_schemes = {**(components.security_schemes or {}), CALLER_SCHEME: _CALLER_SCHEME}
     components.headers = {**(components.headers or {}), **_SHARED_HEADERS}
+    components.schemas = {**(components.schemas or {}), METADATA_VALUE: METADATA_VALUE_SCHEMA}
     openapi.components = components
+    _always_present(components, "metadata", "RoomView", "RoomSummary")
     for path, method, operation in _operations(openapi):
         for status, response in (operation.responses or {}).items():
             if not isinstance(response, OpenAPIResponse):
@@ -113,8 +116,17 @@ def complete_description(openapi: OpenAPI, settings: Settings) -> None:
                 headers["Retry-After"] = _shared("Retry-After")
             headers[REQUEST_ID_HEADER] = _shared(REQUEST_ID_HEADER)
             response.headers = headers
-        _state_participant_limit(operation, settings)
+        _state_body_limits(operation, settings)
     _link_create_to_the_room(openapi)
+
+
+def _always_present(components: Components, field: str, *names: str) -> None:
+    """A field with a default is in every body nonetheless (`metadata`: null when there is none), which
+    Litestar cannot tell from the struct: it is required."""
+    for name in names:
+        schema = (components.schemas or {}).get(name)
+        if isinstance(schema, Schema):
+            schema.required = sorted({*(schema.required or []), field})
 
 
 def _shared(header: str) -> Reference:
@@ -138,8 +150,9 @@ def _operations(openapi: OpenAPI) -> list[tuple[str, str, Operation]]:
     return found
 
 
-def _state_participant_limit(operation: Operation, settings: Settings) -> None:
-    """`maxParticipants` goes up to a setting: the body schema says how far, for this deployment."""
+def _state_body_limits(operation: Operation, settings: Settings) -> None:
+    """`maxParticipants` goes up to a setting, and `metadata`'s size is bounded by one: the body schema
+    says how far, for this deployment."""
     body = operation.request_body
     if body is None or isinstance(body, Reference):
         return
@@ -149,6 +162,9 @@ def _state_participant_limit(operation: Operation, settings: Settings) -> None:
         limit = (properties or {}).get("maxParticipants")
         if isinstance(limit, Schema):
             limit.maximum = settings.max_participants_limit
+        metadata = (properties or {}).get("metadata")
+        if isinstance(metadata, Schema):
+            metadata.description = f"{metadata_note(settings.metadata_max_bytes)} {metadata.description or ''}".strip()
 
 
 def _link_create_to_the_room(openapi: OpenAPI) -> None:

@@ -11,13 +11,14 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Reference, RequestBody, Schema
 from litestar.params import PathParameter
+from msgspec import UNSET, UnsetType
 
 from api.errors import ApiError
 from common.rooms.codes import INPUT_PATTERN, normalize_room_code
 from common.rooms.events import RoomEvent
-from common.rooms.model import DailyStats, RoomView
+from common.rooms.model import DailyStats, Metadata, RoomView
 from common.tickets.claims import Role
 
 T = TypeVar("T")
@@ -57,28 +58,71 @@ def room_code(raw: str) -> str:
     return code
 
 
-def _whole(number: float | None) -> None:
+def _whole(number: float | UnsetType | None) -> None:
     """`maxParticipants` is a JSON Schema `integer`, which counts `3.0` as 3: a number with no fraction."""
     if isinstance(number, float) and not number.is_integer():
         raise ValueError("maxParticipants must be a whole number")  # msgspec makes it a ValidationError
+
+
+# How deep metadata may nest (the metadata object itself is level 1): a bound of the service's own, far
+# below where decoding itself would give up.
+METADATA_MAX_DEPTH = 32
+# Postgres's jsonb cannot hold the NUL character, in a key or a string.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+_METADATA_RULES = (
+    f"No string or key may contain the NUL character (\\u0000), and it may nest at most {METADATA_MAX_DEPTH} levels."
+)
+
+
+def _check_metadata(metadata: Metadata | UnsetType | None) -> None:
+    """What the stores cannot hold, or the service does not take, refused as a bad body (400) before
+    any write: NUL characters, and nesting deeper than METADATA_MAX_DEPTH. Level by level, no recursion."""
+    level: list[dict[str, Any] | list[Any]] = [metadata] if isinstance(metadata, dict) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > METADATA_MAX_DEPTH:
+            raise ValueError(f"metadata must nest at most {METADATA_MAX_DEPTH} levels")
+        deeper: list[dict[str, Any] | list[Any]] = []
+        for container in level:
+            if isinstance(container, dict):
+                if any("\x00" in key for key in container):
+                    raise ValueError("metadata keys must not contain the NUL character (\\u0000)")
+                children: Any = container.values()
+            else:
+                children = container
+            for child in children:
+                if isinstance(child, str):
+                    if "\x00" in child:
+                        raise ValueError("metadata strings must not contain the NUL character (\\u0000)")
+                elif isinstance(child, (dict, list)):
+                    deeper.append(child)
+        level = deeper
 
 
 class CreateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
     """Optional body of `POST /rooms`."""
 
     max_participants: int | float | None = None
+    metadata: Metadata | None = None
 
     def __post_init__(self) -> None:
         _whole(self.max_participants)
+        _check_metadata(self.metadata)
 
 
 class UpdateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
-    """Body of `PATCH /rooms/{roomId}`."""
+    """Body of `PATCH /rooms/{roomId}`: what to change, at least one of the two. Absent is UNSET
+    (unchanged); a `null` metadata clears it."""
 
-    max_participants: int | float
+    max_participants: int | float | UnsetType = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
+        if self.max_participants is UNSET and self.metadata is UNSET:
+            raise ValueError("the body must set maxParticipants, metadata or both")
         _whole(self.max_participants)
+        _check_metadata(self.metadata)
 
 
 CREATE_ROOM = msgspec.json.Decoder(CreateRoomRequest | None)  # JSON `null` is no options, as no body is
@@ -93,6 +137,8 @@ def decode_body(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
         raise ApiError(400, "invalid_body", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_body", f"malformed JSON: {exc}") from None
+    except RecursionError:  # only metadata may nest: decoding gives up far beyond its bound
+        raise ApiError(400, "invalid_body", f"metadata must nest at most {METADATA_MAX_DEPTH} levels") from None
 
 
 def decode_optional_body(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T | None:
@@ -102,29 +148,73 @@ def decode_optional_body(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T | No
     return decode_body(raw, decoder)
 
 
-def limit_body(*, required: bool) -> type[Operation]:
-    """An OpenAPI operation documenting the `{"maxParticipants": n}` body a handler decodes itself."""
+# Any JSON value inside metadata, as far as JSON Schema can say what the server takes: no NUL in a string
+# or a key (each keyword applies to its own type only). Among the components (api/openapi.py), as it
+# refers to itself.
+METADATA_VALUE = "MetadataValue"
+_METADATA_VALUE_REF = Reference(ref=f"#/components/schemas/{METADATA_VALUE}")
+METADATA_VALUE_SCHEMA = Schema(
+    type=[
+        OpenAPIType.STRING,
+        OpenAPIType.NUMBER,
+        OpenAPIType.BOOLEAN,
+        OpenAPIType.NULL,
+        OpenAPIType.ARRAY,
+        OpenAPIType.OBJECT,
+    ],
+    pattern=NO_NUL_PATTERN,
+    items=_METADATA_VALUE_REF,
+    property_names=Schema(type=OpenAPIType.STRING, pattern=NO_NUL_PATTERN),
+    additional_properties=_METADATA_VALUE_REF,
+    description="A value inside room metadata.",
+)
+
+
+def metadata_note(max_bytes: int) -> str:
+    """The description of `metadata` in a body: JSON Schema cannot bound an encoded size, so in words."""
+    return (
+        f"A JSON object of at most {max_bytes} bytes encoded as compact JSON (ROOMS_METADATA_MAX_BYTES); "
+        f"larger answers 413 `metadata_too_large`. {_METADATA_RULES}"
+    )
+
+
+def room_body(*, create: bool) -> type[Operation]:
+    """An OpenAPI operation documenting the body a handler decodes itself: `{"maxParticipants": n,
+    "metadata": {...}}`, when creating optional as a whole, when changing at least one of the two.
+    The bounds that are settings are filled in by api/openapi.py."""
 
     @dataclass
     class _Documented(Operation):
         def __post_init__(self) -> None:
+            metadata = Schema(
+                type=[OpenAPIType.OBJECT, OpenAPIType.NULL],
+                property_names=Schema(type=OpenAPIType.STRING, pattern=NO_NUL_PATTERN),
+                additional_properties=_METADATA_VALUE_REF,
+                description=(
+                    "Absent or null: none."
+                    if create
+                    else "Replaces the room's metadata; null clears it; absent: unchanged."
+                ),
+            )
+            limit = Schema(
+                # When creating, `null` asks for the default, as leaving it out does.
+                type=[OpenAPIType.INTEGER, OpenAPIType.NULL] if create else OpenAPIType.INTEGER,
+                minimum=2,
+                description=f"{_LIMIT_NOTE} Absent or null: the default."
+                if create
+                else f"{_LIMIT_NOTE} Absent: unchanged.",
+            )
             schema = Schema(
                 # An optional body may also be JSON `null`, which means no options, as no body does.
-                type=OpenAPIType.OBJECT if required else [OpenAPIType.OBJECT, OpenAPIType.NULL],
-                properties={
-                    "maxParticipants": Schema(
-                        # When creating, `null` asks for the default, as leaving it out does.
-                        type=OpenAPIType.INTEGER if required else [OpenAPIType.INTEGER, OpenAPIType.NULL],
-                        minimum=2,
-                        description=_LIMIT_NOTE if required else f"{_LIMIT_NOTE} Absent or null: the default.",
-                    )
-                },
-                required=["maxParticipants"] if required else None,
+                type=[OpenAPIType.OBJECT, OpenAPIType.NULL] if create else OpenAPIType.OBJECT,
+                properties={"maxParticipants": limit, "metadata": metadata},
+                # A change must change something: one of the two at least.
+                min_properties=None if create else 1,
                 additional_properties=False,
             )
             self.request_body = RequestBody(
-                required=required,
-                description=None if required else "Room options; the body may be omitted, or be `null`.",
+                required=not create,
+                description="Room options; the body may be omitted, or be `null`." if create else "What to change.",
                 content={"application/json": OpenAPIMediaType(schema=schema)},
             )
 

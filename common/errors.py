@@ -27,6 +27,10 @@ class ParticipantLimitOutOfRange(RoomError):
     pass
 
 
+class MetadataTooLarge(RoomError):
+    """Metadata over ROOMS_METADATA_MAX_BYTES, measured as compact JSON."""
+
+
 class IdempotencyKeyReused(RoomError):
     """An Idempotency-Key came back with a different request."""
 

@@ -17,6 +17,11 @@ ENV_PREFIX = "ROOMS_"
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
+# What a request body holds besides its metadata (`{"maxParticipants":1000,"metadata":...}`), with room
+# for the whitespace and escapes a client may send: ROOMS_MAX_BODY_BYTES must leave this beside the
+# metadata's own limit, or metadata within its limit could be refused as too large a body.
+BODY_BESIDE_METADATA = 256
+
 # The database's own check constraint allows no more than this; a tier above it needs a migration.
 MAX_PARTICIPANTS_CEILING = 1000
 
@@ -61,7 +66,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     room_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86400)] = 86400
     default_max_participants: Annotated[int, msgspec.Meta(ge=2, le=MAX_PARTICIPANTS_CEILING)] = 4
     max_participants_limit: Annotated[int, msgspec.Meta(ge=2, le=MAX_PARTICIPANTS_CEILING)] = 4
-    max_body_bytes: Annotated[int, msgspec.Meta(ge=64, le=1_048_576)] = 1024
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=64, le=1_048_576)] = 4096
+    # A room's metadata, measured as compact JSON; it travels in every event and room object.
+    metadata_max_bytes: Annotated[int, msgspec.Meta(ge=2, le=1_048_576)] = 2048
 
     # Postgres: one bound for acquiring a connection and running the statement, so a request
     # that needs Postgres answers (possibly 503) within about this long.
@@ -133,6 +140,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{ENV_PREFIX}DEFAULT_MAX_PARTICIPANTS ({self.default_max_participants}) must not exceed "
                 f"{ENV_PREFIX}MAX_PARTICIPANTS_LIMIT ({self.max_participants_limit})"
+            )
+        if self.metadata_max_bytes + BODY_BESIDE_METADATA > self.max_body_bytes:
+            raise SettingsError(
+                f"{ENV_PREFIX}METADATA_MAX_BYTES ({self.metadata_max_bytes}) must leave {BODY_BESIDE_METADATA} "
+                f"bytes for the rest of the body within {ENV_PREFIX}MAX_BODY_BYTES ({self.max_body_bytes})"
             )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN_SIZE must not exceed {ENV_PREFIX}DB_POOL_MAX_SIZE")

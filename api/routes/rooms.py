@@ -18,6 +18,7 @@ from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
+from msgspec import UNSET
 
 from api.deps import client_of, service_of
 from api.errors import ApiError, error_responses
@@ -32,8 +33,8 @@ from api.schemas import (
     RoomSummary,
     decode_body,
     decode_optional_body,
-    limit_body,
     optional_string,
+    room_body,
     room_code,
 )
 from common.rooms.model import JSON_ENCODER, RoomStatus, RoomView, to_view
@@ -48,12 +49,12 @@ _CURSOR = re.compile(CURSOR_PATTERN)
     summary="Create a room",
     description=(
         "Creates a meeting hosted by the caller and answers with its public code. The body is optional; "
-        "`maxParticipants` defaults to the configured default. With an `Idempotency-Key`, a retry within "
-        "24 h answers with the room the first request made instead of creating another."
+        "`maxParticipants` defaults to the configured default, `metadata` to none. With an `Idempotency-Key`, "
+        "a retry within 24 h answers with the room the first request made instead of creating another."
     ),
     responses=error_responses(400, 401, 413, 422, 429, 503),  # its headers: api/openapi.py
     security=CALLER,
-    operation_class=limit_body(required=False),
+    operation_class=room_body(create=True),
 )
 async def create_room(
     request: Request[Any, Any, Any],
@@ -73,7 +74,8 @@ async def create_room(
     if idempotency_key is not None and not _valid_key(idempotency_key):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
     max_participants = None if options is None or options.max_participants is None else int(options.max_participants)
-    room, new = await service_of(state).create(caller, max_participants, idempotency_key)
+    metadata = None if options is None else options.metadata
+    room, new = await service_of(state).create(caller, max_participants, idempotency_key, metadata)
     headers = {"Location": f"/rooms/{room.room_id}"}
     if not new:
         headers["Idempotent-Replayed"] = "true"  # the answer of an earlier request with this key
@@ -133,11 +135,14 @@ async def get_room(request: Request[Any, Any, Any], room_id: RoomCode) -> Respon
 
 @patch(
     "/{room_id:str}",
-    summary="Change a room's participant limit (host only)",
-    description="Signaling applies the new limit from the next join; participants already in stay.",
+    summary="Change a room's participant limit or metadata (host only)",
+    description=(
+        "Changes what the body names, at least one of `maxParticipants` and `metadata`, in one change. "
+        "Signaling applies a new limit from the next join; participants already in stay."
+    ),
     responses=error_responses(400, 401, 403, 404, 410, 413, 422, 503),
     security=CALLER,
-    operation_class=limit_body(required=True),
+    operation_class=room_body(create=False),
 )
 async def update_room(
     request: Request[Any, Any, Any],
@@ -147,7 +152,8 @@ async def update_room(
 ) -> RoomView:
     code = room_code(room_id)
     body = decode_body(await request.body(), UPDATE_ROOM)
-    return to_view(await service_of(state).set_max_participants(code, caller, int(body.max_participants)))
+    limit = None if body.max_participants is UNSET else int(body.max_participants)
+    return to_view(await service_of(state).update(code, caller, max_participants=limit, metadata=body.metadata))
 
 
 @delete(

@@ -6,13 +6,17 @@ The statements of common/db/rooms.py take these from here, so the rule for "live
 from __future__ import annotations
 
 import asyncpg
+import msgspec
 
-from common.rooms.model import Room, StoredRoom
+from common.rooms.model import Metadata, Room, StoredRoom
 
 # A room may be joined while it has not been ended and has not expired (by the database's clock).
 LIVE = "is_active AND expires_at > now()"
 
-ROOM_COLUMNS = "id, room_id, host_id, max_participants, created_at, expires_at, version"
+ROOM_COLUMNS = "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata"
+
+# asyncpg hands jsonb over as its text.
+_METADATA = msgspec.json.Decoder(Metadata)
 
 
 def room_from_row(row: asyncpg.Record) -> Room:
@@ -24,6 +28,7 @@ def room_from_row(row: asyncpg.Record) -> Room:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         version=row["version"],
+        metadata=None if (metadata := row["metadata"]) is None else _METADATA.decode(metadata),
     )
 
 

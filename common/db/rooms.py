@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
+from msgspec import UNSET, UnsetType
+
 from common.db.idempotency import LIVE_KEY
 from common.db.outbox import PUBLISH_NOW, Outboxed, outboxed_from_row
 from common.db.pool import Connection
@@ -29,7 +31,8 @@ class Changed(NamedTuple):
 
 class NewRoom(NamedTuple):
     """A room to create, living `ttl_seconds`, claiming `idempotency` (key, request hash) if given;
-    `traceparent`: of the request that asks for it, for its event (common/tracing.py)."""
+    `traceparent`: of the request that asks for it, for its event (common/tracing.py); `metadata`: its
+    metadata as compact JSON, if any."""
 
     room_id: str
     host_id: UUID
@@ -37,6 +40,7 @@ class NewRoom(NamedTuple):
     ttl_seconds: int
     idempotency: tuple[str, str] | None = None
     traceparent: str | None = None
+    metadata: str | None = None
 
 
 # One statement, so one transaction, for any number of rooms: each room, its `room.created` event and,
@@ -46,8 +50,9 @@ class NewRoom(NamedTuple):
 # twice in a statement.)
 _CREATE_ROOMS = f"""
 WITH new AS (
-    SELECT * FROM unnest($1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[])
-        AS new (room_id, host_id, max_participants, ttl_seconds, key, request_hash, traceparent)
+    SELECT * FROM unnest(
+        $1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[], $8::text[]
+    ) AS new (room_id, host_id, max_participants, ttl_seconds, key, request_hash, traceparent, metadata)
 ), claim AS (
     INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
     SELECT host_id, key, request_hash, room_id FROM new WHERE key IS NOT NULL
@@ -57,8 +62,8 @@ WITH new AS (
         WHERE NOT ({LIVE_KEY})
     RETURNING k.room_id
 ), room AS (
-    INSERT INTO meetings (room_id, host_id, max_participants, expires_at)
-    SELECT room_id, host_id, max_participants, now() + make_interval(secs => ttl_seconds) FROM new
+    INSERT INTO meetings (room_id, host_id, max_participants, expires_at, metadata)
+    SELECT room_id, host_id, max_participants, now() + make_interval(secs => ttl_seconds), metadata::jsonb FROM new
     WHERE key IS NULL OR room_id IN (SELECT room_id FROM claim)
     RETURNING {ROOM_COLUMNS}, room_event_data(meetings) AS data
 ), event AS (
@@ -77,6 +82,7 @@ async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[R
     room code is taken, and then creates none."""
     keys = [room.idempotency or (None, None) for room in new]
     traceparents = [room.traceparent for room in new]
+    metadata = [room.metadata for room in new]
     rows = await conn.fetch(
         _CREATE_ROOMS,
         [room.room_id for room in new],
@@ -87,6 +93,7 @@ async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[R
         [request_hash for _, request_hash in keys],
         # While tracing is off, none: a NULL array, which unnest pads with NULLs, costs no encoding.
         traceparents if any(traceparents) else None,
+        metadata if any(m is not None for m in metadata) else None,  # likewise for rooms without metadata
     )
     made = {row["room_id"]: (room_from_row(row), outboxed_from_row(row)) for row in rows}
     return [made.get(room.room_id) for room in new]
@@ -130,9 +137,14 @@ async def room_owner(conn: Connection, room_id: str) -> tuple[UUID, bool] | None
     return None if row is None else (row["host_id"], row["live"])
 
 
-_UPDATE_LIMIT = f"""
+# One statement for any change PATCH makes: the limit (NULL: unchanged), the metadata (replaced, with
+# NULL clearing it, only when $5), and one `room.updated` event for both.
+_UPDATE_ROOM = f"""
 WITH room AS (
-    UPDATE meetings m SET max_participants = $3, version = m.version + 1
+    UPDATE meetings m
+    SET max_participants = coalesce($3::int, m.max_participants),
+        metadata = CASE WHEN $5::boolean THEN $6::text::jsonb ELSE m.metadata END,
+        version = m.version + 1
     WHERE room_id = $1 AND host_id = $2 AND {LIVE}
     RETURNING {ROOM_COLUMNS}, room_event_data(m) AS data
 ), event AS (
@@ -145,12 +157,22 @@ FROM room, event
 """
 
 
-async def update_max_participants(
-    conn: Connection, room_id: str, host_id: UUID, max_participants: int, traceparent: str | None = None
+async def update_room(
+    conn: Connection,
+    room_id: str,
+    host_id: UUID,
+    *,
+    max_participants: int | None = None,
+    metadata: str | UnsetType | None = UNSET,
+    traceparent: str | None = None,
 ) -> Changed | None:
-    """Change a live room of this host; None if there is no such live room of theirs (see `room_owner`).
+    """Change a live room of this host: its limit unless None, its metadata (compact JSON, or None to
+    clear it) unless UNSET. None if there is no such live room of theirs (see `room_owner`).
     `traceparent`: of the request, for the event (as for every statement below that writes one)."""
-    row = await conn.fetchrow(_UPDATE_LIMIT, room_id, host_id, max_participants, traceparent)
+    replace = metadata is not UNSET
+    row = await conn.fetchrow(
+        _UPDATE_ROOM, room_id, host_id, max_participants, traceparent, replace, metadata if replace else None
+    )
     return None if row is None else Changed(room_from_row(row), outboxed_from_row(row), row["publish_now"])
 
 

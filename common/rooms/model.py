@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -11,16 +11,20 @@ import msgspec
 # Which of a host's rooms to list: live ones, ended ones, or both.
 RoomStatus = Literal["active", "ended", "all"]
 
+# A room's metadata: a JSON object its host sets (at most ROOMS_METADATA_MAX_BYTES as compact JSON).
+Metadata = dict[str, Any]
+
 # One encoder for the JSON the service writes itself (room objects and event data in Redis, the
 # validate answer): built once.
 JSON_ENCODER = msgspec.json.Encoder()
 
 
-class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
     """A live room as cached in Redis under `room:{roomId}`.
 
     Signaling reads `id`, `hostId` and `maxParticipants` (see docs/signaling.md): those names never
-    change. Fields may be added; readers ignore what they do not know.
+    change. Fields may be added; readers ignore what they do not know. Optional fields are left out
+    when unset (`omit_defaults`), as the event data built in SQL leaves them out (room_event_data).
     """
 
     id: UUID
@@ -32,6 +36,7 @@ class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # The room's revision: 1 when created, one more for each change. Cache writers compare it so that
     # an older read never overwrites a newer object (common/redis/lua/put_room.lua).
     version: int
+    metadata: Metadata | None = None
 
 
 class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -42,6 +47,8 @@ class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     max_participants: int
     created_at: datetime
     expires_at: datetime
+    # Always in the body, null when the room has none: a stable shape for clients.
+    metadata: Metadata | None = None
 
 
 class StoredRoom(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,4 +74,5 @@ def to_view(room: Room) -> RoomView:
         max_participants=room.max_participants,
         created_at=room.created_at,
         expires_at=room.expires_at,
+        metadata=room.metadata,
     )

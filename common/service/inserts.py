@@ -55,12 +55,15 @@ class RoomInserts:
         self._gathering: list[_Waiting] = []
         self._in_flight: set[asyncio.Task[None]] = set()  # batches being sent: referenced until done
 
-    async def insert(self, host_id: UUID, max_participants: int, ttl_seconds: int, claim: Claim | None) -> Made:
-        """A new room with a fresh code and its `room.created` event, or None if `claim`'s key is taken.
-        Raises `DatabaseUnavailable` (Postgres down or slower than the bound) and `NoFreeRoomCode`."""
+    async def insert(
+        self, host_id: UUID, max_participants: int, ttl_seconds: int, claim: Claim | None, metadata: str | None = None
+    ) -> Made:
+        """A new room with a fresh code and its `room.created` event, or None if `claim`'s key is taken;
+        `metadata` as compact JSON. Raises `DatabaseUnavailable` (Postgres down or slower than the bound)
+        and `NoFreeRoomCode`."""
         loop = asyncio.get_running_loop()
         # The traceparent is taken here, in the request's own context: the statement may be another's.
-        room = NewRoom(self._new_code(), host_id, max_participants, ttl_seconds, claim, current_traceparent())
+        room = NewRoom(self._new_code(), host_id, max_participants, ttl_seconds, claim, current_traceparent(), metadata)
         waiting = _Waiting(room, loop.time(), loop.create_future())
         self._gathering.append(waiting)
         if len(self._gathering) == 1:

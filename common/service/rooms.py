@@ -9,11 +9,14 @@ from datetime import date, datetime
 from typing import NamedTuple, NoReturn
 from uuid import UUID
 
+from msgspec import UNSET, UnsetType
+
 from common.db import history, idempotency, rooms
 from common.db.outbox import Outboxed
 from common.db.pool import Connection, Pool, connection
 from common.errors import (
     DatabaseUnavailable,
+    MetadataTooLarge,
     NotRoomHost,
     ParticipantLimitOutOfRange,
     RateLimited,
@@ -27,7 +30,7 @@ from common.redis.room_cache import RoomCache
 from common.redis.stream import EventStream
 from common.rooms.codes import generate_room_code
 from common.rooms.events import RoomEvent
-from common.rooms.model import DailyStats, Room, RoomStatus, RoomView, StoredRoom, to_view
+from common.rooms.model import JSON_ENCODER, DailyStats, Metadata, Room, RoomStatus, RoomView, StoredRoom, to_view
 from common.service.idempotency import Claim, check_replay, claim_for
 from common.service.inserts import RoomInserts
 from common.service.limits import CreationLimit, MissLimit
@@ -82,7 +85,11 @@ class RoomService:
     # -- create -------------------------------------------------------------------------------
 
     async def create(
-        self, host_id: UUID, max_participants: int | None, idempotency_key: str | None = None
+        self,
+        host_id: UUID,
+        max_participants: int | None,
+        idempotency_key: str | None = None,
+        metadata: Metadata | None = None,
     ) -> tuple[Room, bool]:
         """Store a new room with its `room.created` event, then cache the room and publish the event.
 
@@ -91,9 +98,10 @@ class RoomService:
         for the same request, the room it made is returned instead. Returns the room and whether it is new.
         """
         limit = self._checked_limit(max_participants, default=self._settings.default_max_participants)
+        encoded = self._checked_metadata(metadata)
         await self._creation_limit.check(host_id)
-        claim = None if idempotency_key is None else claim_for(idempotency_key, limit)
-        made = await self._inserts.insert(host_id, limit, self._settings.room_ttl_seconds, claim)
+        claim = None if idempotency_key is None else claim_for(idempotency_key, limit, metadata)
+        made = await self._inserts.insert(host_id, limit, self._settings.room_ttl_seconds, claim, encoded)
         if made is not None:
             room, created = made
             self._metrics.incr("rooms_created_total")
@@ -195,12 +203,25 @@ class RoomService:
 
     # -- change -------------------------------------------------------------------------------
 
-    async def set_max_participants(self, room_id: str, host_id: UUID, max_participants: int) -> Room:
-        """Change a live room's limit (host only); Signaling applies it from the next join."""
-        limit = self._checked_limit(max_participants, default=None)
+    async def update(
+        self,
+        room_id: str,
+        host_id: UUID,
+        *,
+        max_participants: int | None = None,
+        metadata: Metadata | UnsetType | None = UNSET,
+    ) -> Room:
+        """Change a live room (host only): its limit unless None (Signaling applies it from the next
+        join), its metadata unless UNSET (None clears it); both in one change, one `room.updated`."""
+        limit = None if max_participants is None else self._checked_limit(max_participants, default=None)
+        encoded = metadata if metadata is UNSET else self._checked_metadata(metadata)
+        if limit is None and encoded is UNSET:
+            raise ValueError("a change of a room needs maxParticipants or metadata")  # the API refuses it first
         await self._marks.flush()  # so this room's earlier events count as published, as they are
         async with connection(self._pool, self._timeout) as conn:
-            changed = await rooms.update_max_participants(conn, room_id, host_id, limit, current_traceparent())
+            changed = await rooms.update_room(
+                conn, room_id, host_id, max_participants=limit, metadata=encoded, traceparent=current_traceparent()
+            )
             if changed is None:
                 await self._explain_refusal(conn, room_id, host_id)
         await self._after_commit(changed.change, changed.publish_now)
@@ -240,6 +261,16 @@ class RoomService:
         if owner[0] != host_id:
             raise NotRoomHost("only the room's host may change it")
         raise RoomGone(f"room {room_id} has ended")
+
+    def _checked_metadata(self, metadata: Metadata | None) -> str | None:
+        """The metadata as the compact JSON it is stored as, within its limit; None for none."""
+        if metadata is None:
+            return None
+        encoded = JSON_ENCODER.encode(metadata)
+        limit = self._settings.metadata_max_bytes
+        if len(encoded) > limit:
+            raise MetadataTooLarge(f"metadata must be at most {limit} bytes as compact JSON; it is {len(encoded)}")
+        return encoded.decode()
 
     def _checked_limit(self, max_participants: int | None, default: int | None) -> int:
         limit = self._settings.max_participants_limit

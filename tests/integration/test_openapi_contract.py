@@ -9,10 +9,12 @@ a run is reproducible and leaves no files behind.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+import redis
 import schemathesis
 from schemathesis.engine import events, from_schema
 from schemathesis.python import asgi
@@ -51,10 +53,17 @@ CONFIG = {
     "operations": [
         # An Idempotency-Key used before with other options answers 422 idempotency_key_reused (the
         # status the IETF Idempotency-Key draft gives): a rule across requests, which no schema can state.
+        # Metadata over ROOMS_METADATA_MAX_BYTES as compact JSON answers 413 metadata_too_large: a bound
+        # on an encoded size, which JSON Schema cannot state (the description says it in words).
         {
             "include-path": "/rooms",
             "include-method": "POST",
-            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "413", "422"]}},
+        },
+        {
+            "include-path": "/rooms/{room_id}",
+            "include-method": "PATCH",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "413"]}},
         },
         # `from` must not be after `to`, and the range at most ROOMS_STATS_MAX_DAYS long: rules between
         # two parameters, or one and today, which JSON Schema cannot state, so requests that break them
@@ -84,6 +93,7 @@ def test_the_server_answers_as_its_description_says(settings_with, tmp_path) -> 
         ticket_keys=str(tmp_path / "ticket-key.pem"),
     )
     app = create_app(settings)
+    first_minute = int(time.time() // 60)
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG))
     try:
         found = list(from_schema(schema).execute())
@@ -91,6 +101,7 @@ def test_the_server_answers_as_its_description_says(settings_with, tmp_path) -> 
         # Schemathesis started the app (its lifespan) on first use: stop it, closing its pools, while
         # the servers are still there.
         asgi.shutdown_lifespans()
+        _forget_anonymous_misses(settings.redis_url, first_minute)
     failures = [
         event
         for event in found
@@ -99,6 +110,25 @@ def test_the_server_answers_as_its_description_says(settings_with, tmp_path) -> 
     errors = [event for event in found if isinstance(event, (events.NonFatalError, events.FatalError))]
     report = [_describe(event) for event in failures] + [repr(event) for event in errors]
     assert not report, "\n\n".join(report)
+
+
+def _forget_anonymous_misses(redis_url: str, first_minute: int) -> None:
+    """The run asks for hundreds of unknown codes as one anonymous client (its peer address), counted
+    though its app limits nothing. Left in Redis, the count would put the next tests that ask
+    anonymously from that address over their limit (429) until the clock minute ends."""
+    prefix = "ratelimit:miss:"
+    last_minute = int(time.time() // 60)
+    with redis.Redis.from_url(redis_url) as client:
+        for key in client.scan_iter(match=f"{prefix}*"):
+            name = key.decode()
+            who, _, minute = name[len(prefix) :].rpartition(":")
+            try:
+                uuid.UUID(who)
+                continue  # a user's count, not the anonymous one
+            except ValueError:
+                pass
+            if minute.isdigit() and first_minute <= int(minute) <= last_minute:
+                client.delete(key)
 
 
 def _describe(event: events.ScenarioFinished) -> str:

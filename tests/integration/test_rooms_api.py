@@ -19,7 +19,7 @@ from common.settings import Settings
 from tests.support.metrics import metric_value
 
 CODE = re.compile(r"^[a-z]{3}-[a-z]{4}-[a-z]{3}$")
-ROOM_FIELDS = {"roomId", "hostId", "maxParticipants", "createdAt", "expiresAt"}
+ROOM_FIELDS = {"roomId", "hostId", "maxParticipants", "createdAt", "expiresAt", "metadata"}
 
 
 async def create(client: AsyncTestClient, host: dict[str, str], **body: object) -> dict[str, Any]:
@@ -110,7 +110,7 @@ async def test_create_needs_a_user_id(client, db, headers, status, error) -> Non
         (b'{"maxParticipants": 3, "tier": "gold"}', 400, "invalid_body", "tier"),
         (b'{"maxParticipants": ', 400, "invalid_body", "malformed"),
         (b"[4]", 400, "invalid_body", "object"),
-        (b'{"maxParticipants": 3' + b" " * 2000 + b"}", 413, "body_too_large", "1024 bytes"),
+        (b'{"maxParticipants": 3' + b" " * 5000 + b"}", 413, "body_too_large", "4096 bytes"),
     ],
 )
 async def test_bad_bodies_are_refused_and_store_nothing(client, host, db, body, status, error, mentions) -> None:
