@@ -2,7 +2,10 @@
 -- bounds its size (ROOMS_METADATA_MAX_BYTES) and refuses anything but an object; the check keeps any
 -- other writer to objects too. Adding a nullable column without a default rewrites nothing.
 ALTER TABLE meetings ADD COLUMN metadata jsonb;
-ALTER TABLE meetings ADD CONSTRAINT meetings_metadata_object CHECK (jsonb_typeof(metadata) = 'object');
+-- NOT VALID: checking the existing rows would scan the whole table while holding the lock that stops
+-- every query of it, and there is nothing to check: the column is new, NULL in every row, which the
+-- check accepts. Every row written from now on is checked.
+ALTER TABLE meetings ADD CONSTRAINT meetings_metadata_object CHECK (jsonb_typeof(metadata) = 'object') NOT VALID;
 
 -- The event `data` carries the metadata, added after jsonb_strip_nulls: stripping would also remove
 -- the nulls inside it, which are the host's values. A room without metadata has no `metadata` key,
