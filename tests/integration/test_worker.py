@@ -86,7 +86,9 @@ async def test_rooms_served_from_postgres_during_an_outage_are_restored_after_it
             await asyncio.sleep(0.1)
         assert await redis_client.exists(job_key), "the API did not ask the worker to restore the room"
 
+    # The default queue, which the API asks: on a shared server it may also hold jobs another test's
+    # worker left (its crons), which this worker, without them, fails. The restore is what counts.
     worker = await run_burst(worker_res, "arq:queue")
     assert worker.jobs_complete >= 1
-    assert worker.jobs_failed == 0
+    assert not await redis_client.exists(job_key), "the restore job did not run"
     assert await redis_client.exists(room_key(code))

