@@ -15,6 +15,7 @@ from litestar.types import ExceptionHandlersMap
 from common.errors import (
     DatabaseUnavailable,
     IdempotencyKeyReused,
+    InvalidCohosts,
     MetadataTooLarge,
     NoFreeRoomCode,
     NotRoomHost,
@@ -59,6 +60,7 @@ _DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     RoomNotFound: (404, "room_not_found"),
     RoomGone: (410, "room_gone"),
     NotRoomHost: (403, "not_room_host"),
+    InvalidCohosts: (400, "invalid_cohosts"),
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     RateLimited: (429, "rate_limited"),
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),

@@ -91,7 +91,7 @@ _HEADERS: dict[tuple[str, str, str], dict[str, OpenAPIHeader]] = {
 _ROOM_OF_CREATE = {"room_id": "$response.body#/roomId"}
 _CREATE_LINKS = {
     "GetRoom": ("/rooms/{room_id}", "get", "The room just made."),
-    "UpdateRoom": ("/rooms/{room_id}", "patch", "Change the new room's participant limit or metadata."),
+    "UpdateRoom": ("/rooms/{room_id}", "patch", "Change the new room: its limit, metadata, co-hosts or host."),
     "EndRoom": ("/rooms/{room_id}", "delete", "End the new room."),
     "GetRoomHistory": ("/rooms/{room_id}/history", "get", "The new room's events."),
     "IssueTicket": ("/rooms/{room_id}/tickets", "post", "A join ticket for the new room."),
@@ -105,7 +105,8 @@ def complete_description(openapi: OpenAPI, settings: Settings) -> None:
     components.headers = {**(components.headers or {}), **_SHARED_HEADERS}
     components.schemas = {**(components.schemas or {}), METADATA_VALUE: METADATA_VALUE_SCHEMA}
     openapi.components = components
-    _always_present(components, "metadata", "RoomView", "RoomSummary")
+    for field in ("metadata", "cohostIds"):
+        _always_present(components, field, "RoomView", "RoomSummary")
     for path, method, operation in _operations(openapi):
         for status, response in (operation.responses or {}).items():
             if not isinstance(response, OpenAPIResponse):

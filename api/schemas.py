@@ -9,16 +9,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
+from uuid import UUID
 
 import msgspec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Reference, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
 from litestar.params import PathParameter
 from msgspec import UNSET, UnsetType
 
 from api.errors import ApiError
 from common.rooms.codes import INPUT_PATTERN, normalize_room_code
 from common.rooms.events import RoomEvent
-from common.rooms.model import DailyStats, Metadata, RoomView
+from common.rooms.model import MAX_COHOSTS, DailyStats, Metadata, RoomView
 from common.tickets.claims import Role
 
 T = TypeVar("T")
@@ -100,11 +109,24 @@ def _check_metadata(metadata: Metadata | UnsetType | None) -> None:
         level = deeper
 
 
+# A user id in a body: a UUID in its hyphenated form, any case, as the schema states it (msgspec's UUID
+# would also take 32 bare hex digits, which `format: uuid` does not).
+UUID_PATTERN = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+UserId = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
+# Up to MAX_COHOSTS; that none is named twice or is the host is the service's check (400 invalid_cohosts).
+CohostIds = Annotated[tuple[UserId, ...], msgspec.Meta(max_length=MAX_COHOSTS)]
+
+
+def user_ids(ids: tuple[str, ...]) -> tuple[UUID, ...]:
+    return tuple(UUID(user_id) for user_id in ids)
+
+
 class CreateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
     """Optional body of `POST /rooms`."""
 
     max_participants: int | float | None = None
     metadata: Metadata | None = None
+    cohost_ids: CohostIds = ()
 
     def __post_init__(self) -> None:
         _whole(self.max_participants)
@@ -112,15 +134,17 @@ class CreateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
 
 
 class UpdateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
-    """Body of `PATCH /rooms/{roomId}`: what to change, at least one of the two. Absent is UNSET
-    (unchanged); a `null` metadata clears it."""
+    """Body of `PATCH /rooms/{roomId}`: what to change, at least one thing. Absent is UNSET
+    (unchanged); a `null` metadata clears it, as `[]` clears the co-hosts."""
 
     max_participants: int | float | UnsetType = UNSET
     metadata: Metadata | UnsetType | None = UNSET
+    host_id: UserId | UnsetType = UNSET
+    cohost_ids: CohostIds | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        if self.max_participants is UNSET and self.metadata is UNSET:
-            raise ValueError("the body must set maxParticipants, metadata or both")
+        if all(value is UNSET for value in (self.max_participants, self.metadata, self.host_id, self.cohost_ids)):
+            raise ValueError("the body must set at least one of maxParticipants, metadata, hostId and cohostIds")
         _whole(self.max_participants)
         _check_metadata(self.metadata)
 
@@ -178,10 +202,28 @@ def metadata_note(max_bytes: int) -> str:
     )
 
 
+def _user_id_schema(description: str) -> Schema:
+    return Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID, pattern=UUID_PATTERN, description=description)
+
+
+def _cohosts_schema(description: str) -> Schema:
+    return Schema(
+        type=OpenAPIType.ARRAY,
+        items=_user_id_schema("A co-host's user id."),
+        max_items=MAX_COHOSTS,
+        unique_items=True,
+        description=(
+            f"Up to {MAX_COHOSTS} users who may change the participant limit and the metadata and end the room. "
+            "None may be named twice (compared as UUIDs) and none may be the host: either answers 400 "
+            f"`invalid_cohosts`. {description}"
+        ),
+    )
+
+
 def room_body(*, create: bool) -> type[Operation]:
     """An OpenAPI operation documenting the body a handler decodes itself: `{"maxParticipants": n,
-    "metadata": {...}}`, when creating optional as a whole, when changing at least one of the two.
-    The bounds that are settings are filled in by api/openapi.py."""
+    "metadata": {...}, "cohostIds": [...]}` (and on a change `hostId`), when creating optional as a
+    whole, when changing at least one field. The bounds that are settings are filled in by api/openapi.py."""
 
     @dataclass
     class _Documented(Operation):
@@ -204,11 +246,22 @@ def room_body(*, create: bool) -> type[Operation]:
                 if create
                 else f"{_LIMIT_NOTE} Absent: unchanged.",
             )
+            properties: dict[str, Schema | Reference] = {"maxParticipants": limit, "metadata": metadata}
+            if create:
+                properties["cohostIds"] = _cohosts_schema("Absent: none.")
+            else:
+                properties["cohostIds"] = _cohosts_schema(
+                    "Replaces the co-hosts; `[]` removes them; absent: unchanged. Only the host may change them (403)."
+                )
+                properties["hostId"] = _user_id_schema(
+                    "Hands the room to this user, who leaves the co-hosts if among them; the caller stays on as a "
+                    "co-host only if named in `cohostIds`. Only the host may (403)."
+                )
             schema = Schema(
                 # An optional body may also be JSON `null`, which means no options, as no body does.
                 type=[OpenAPIType.OBJECT, OpenAPIType.NULL] if create else OpenAPIType.OBJECT,
-                properties={"maxParticipants": limit, "metadata": metadata},
-                # A change must change something: one of the two at least.
+                properties=properties,
+                # A change must change something: one field at least.
                 min_properties=None if create else 1,
                 additional_properties=False,
             )

@@ -20,7 +20,11 @@ class RoomGone(RoomError):
 
 
 class NotRoomHost(RoomError):
-    """Only the host may change or end a room."""
+    """The caller is not the room's host, nor a co-host where one would do."""
+
+
+class InvalidCohosts(RoomError):
+    """Co-hosts the service does not take: more than MAX_COHOSTS, one named twice, or the host."""
 
 
 class ParticipantLimitOutOfRange(RoomError):

@@ -16,10 +16,10 @@ from api.schemas import RoomCode, RoomHistory, room_code
 
 @get(
     "/{room_id:str}/history",
-    summary="A room's lifecycle events, oldest first (host only)",
+    summary="A room's lifecycle events, oldest first (host or co-host)",
     description=(
         "Recorded by the worker from the event stream, so a moment behind live changes. Only the room's host "
-        "may read it: the events name the host and every change."
+        "and co-hosts may read it: the events name the host and every change."
     ),
     responses=error_responses(400, 401, 403, 404, 429, 503),
     security=CALLER,

@@ -36,8 +36,9 @@ from api.schemas import (
     optional_string,
     room_body,
     room_code,
+    user_ids,
 )
-from common.rooms.model import JSON_ENCODER, RoomStatus, RoomView, to_view
+from common.rooms.model import JSON_ENCODER, RoomRole, RoomStatus, RoomView, to_view
 
 _MAX_PAGE = 100
 _CURSOR = re.compile(CURSOR_PATTERN)
@@ -49,7 +50,8 @@ _CURSOR = re.compile(CURSOR_PATTERN)
     summary="Create a room",
     description=(
         "Creates a meeting hosted by the caller and answers with its public code. The body is optional; "
-        "`maxParticipants` defaults to the configured default, `metadata` to none. With an `Idempotency-Key`, "
+        "`maxParticipants` defaults to the configured default, `metadata` and `cohostIds` to none. With an "
+        "`Idempotency-Key`, "
         "a retry within 24 h answers with the room the first request made instead of creating another."
     ),
     responses=error_responses(400, 401, 413, 422, 429, 503),  # its headers: api/openapi.py
@@ -75,7 +77,8 @@ async def create_room(
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
     max_participants = None if options is None or options.max_participants is None else int(options.max_participants)
     metadata = None if options is None else options.metadata
-    room, new = await service_of(state).create(caller, max_participants, idempotency_key, metadata)
+    cohosts = () if options is None else user_ids(options.cohost_ids)
+    room, new = await service_of(state).create(caller, max_participants, idempotency_key, metadata, cohosts)
     headers = {"Location": f"/rooms/{room.room_id}"}
     if not new:
         headers["Idempotent-Replayed"] = "true"  # the answer of an earlier request with this key
@@ -85,14 +88,21 @@ async def create_room(
 @get(
     "/",
     summary="The caller's rooms, newest first",
-    description="Pages of at most `limit` rooms; while more remain, `nextCursor` fetches the next page.",
+    description=(
+        "The rooms the caller hosts, co-hosts or either (`role`), in pages of at most `limit` rooms; while more "
+        "remain, `nextCursor` fetches the next page."
+    ),
     responses=error_responses(400, 401, 503),
     security=CALLER,
 )
 async def list_rooms(
+    *,
     caller: NamedDependency[UUID],
     state: State,
     status: Annotated[RoomStatus, QueryParameter(description="Which rooms: active, ended or all.")] = "all",
+    role: Annotated[
+        RoomRole, QueryParameter(description="The caller's part in them: host, cohost, or any of the two.")
+    ] = "host",
     limit: Annotated[
         int,
         QueryParameter(
@@ -103,7 +113,9 @@ async def list_rooms(
     cursor: Annotated[
         str | None,
         QueryParameter(
-            description="`nextCursor` of the previous page (with the same `status`); any other value answers 400.",
+            description=(
+                "`nextCursor` of the previous page (with the same `status` and `role`); any other value answers 400."
+            ),
             schema_extra=optional_string(pattern=CURSOR_PATTERN),
         ),
     ] = None,
@@ -111,7 +123,8 @@ async def list_rooms(
     if limit < 1:
         raise ApiError(400, "invalid_limit", f"limit must be between 1 and {_MAX_PAGE}")
     limit = min(limit, _MAX_PAGE)
-    found = await service_of(state).host_rooms(caller, status, limit + 1, _decode_cursor(cursor) if cursor else None)
+    before = _decode_cursor(cursor) if cursor else None
+    found = await service_of(state).user_rooms(caller, role, status, limit + 1, before)
     page = found[:limit]
     rooms = [
         RoomSummary(**msgspec.structs.asdict(to_view(s.room)), status="active" if s.live else "ended") for s in page
@@ -135,10 +148,11 @@ async def get_room(request: Request[Any, Any, Any], room_id: RoomCode) -> Respon
 
 @patch(
     "/{room_id:str}",
-    summary="Change a room's participant limit or metadata (host only)",
+    summary="Change a room: its participant limit or metadata (host or co-host), its co-hosts or host (host only)",
     description=(
-        "Changes what the body names, at least one of `maxParticipants` and `metadata`, in one change. "
-        "Signaling applies a new limit from the next join; participants already in stay."
+        "Changes what the body names, at least one field, in one change. Signaling applies a new limit from the "
+        "next join; participants already in stay. A co-host may change `maxParticipants` and `metadata`; a body "
+        "with `cohostIds` or `hostId` is the host's alone, and from anyone else changes nothing (403)."
     ),
     responses=error_responses(400, 401, 403, 404, 410, 413, 422, 503),
     security=CALLER,
@@ -152,13 +166,20 @@ async def update_room(
 ) -> RoomView:
     code = room_code(room_id)
     body = decode_body(await request.body(), UPDATE_ROOM)
-    limit = None if body.max_participants is UNSET else int(body.max_participants)
-    return to_view(await service_of(state).update(code, caller, max_participants=limit, metadata=body.metadata))
+    changed = await service_of(state).update(
+        code,
+        caller,
+        max_participants=None if body.max_participants is UNSET else int(body.max_participants),
+        metadata=body.metadata,
+        host_id=None if body.host_id is UNSET else UUID(body.host_id),
+        cohost_ids=None if body.cohost_ids is UNSET else user_ids(body.cohost_ids),
+    )
+    return to_view(changed)
 
 
 @delete(
     "/{room_id:str}",
-    summary="End a room (host only)",
+    summary="End a room (host or co-host)",
     description="Ends the room for everyone: it answers 410 from then on. Ending it again changes nothing.",
     responses=error_responses(400, 401, 403, 404, 503),
     security=CALLER,

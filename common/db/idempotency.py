@@ -19,7 +19,7 @@ LIVE_KEY = f"k.created_at > now() - {KEY_LIFETIME}"
 
 _FIND_BY_KEY = f"""
 SELECT k.request_hash, m.id, m.room_id, m.host_id, m.max_participants, m.created_at, m.expires_at, m.version,
-       m.metadata
+       m.metadata, m.cohost_ids
 FROM idempotency_keys k JOIN meetings m USING (room_id)
 WHERE k.host_id = $1 AND k.key = $2 AND {LIVE_KEY}
 """

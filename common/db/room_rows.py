@@ -13,7 +13,7 @@ from common.rooms.model import Metadata, Room, StoredRoom
 # A room may be joined while it has not been ended and has not expired (by the database's clock).
 LIVE = "is_active AND expires_at > now()"
 
-ROOM_COLUMNS = "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata"
+ROOM_COLUMNS = "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata, cohost_ids"
 
 # asyncpg hands jsonb over as its text.
 _METADATA = msgspec.json.Decoder(Metadata)
@@ -29,6 +29,7 @@ def room_from_row(row: asyncpg.Record) -> Room:
         expires_at=row["expires_at"],
         version=row["version"],
         metadata=None if (metadata := row["metadata"]) is None else _METADATA.decode(metadata),
+        cohost_ids=tuple(row["cohost_ids"]),
     )
 
 

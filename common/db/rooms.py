@@ -17,7 +17,7 @@ from common.db.outbox import PUBLISH_NOW, Outboxed, outboxed_from_row
 from common.db.pool import Connection
 from common.db.primaries import GENERATION
 from common.db.room_rows import LIVE, ROOM_COLUMNS, room_from_row, stored_room_from_row
-from common.rooms.model import Room, RoomStatus, StoredRoom
+from common.rooms.model import Room, RoomRole, RoomStatus, StoredRoom
 
 
 class Changed(NamedTuple):
@@ -32,7 +32,7 @@ class Changed(NamedTuple):
 class NewRoom(NamedTuple):
     """A room to create, living `ttl_seconds`, claiming `idempotency` (key, request hash) if given;
     `traceparent`: of the request that asks for it, for its event (common/tracing.py); `metadata`: its
-    metadata as compact JSON, if any."""
+    metadata as compact JSON, if any; `cohost_ids`: its co-hosts."""
 
     room_id: str
     host_id: UUID
@@ -41,6 +41,7 @@ class NewRoom(NamedTuple):
     idempotency: tuple[str, str] | None = None
     traceparent: str | None = None
     metadata: str | None = None
+    cohost_ids: tuple[UUID, ...] = ()
 
 
 # One statement, so one transaction, for any number of rooms: each room, its `room.created` event and,
@@ -51,8 +52,8 @@ class NewRoom(NamedTuple):
 _CREATE_ROOMS = f"""
 WITH new AS (
     SELECT * FROM unnest(
-        $1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[], $8::text[]
-    ) AS new (room_id, host_id, max_participants, ttl_seconds, key, request_hash, traceparent, metadata)
+        $1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]
+    ) AS new (room_id, host_id, max_participants, ttl_seconds, key, request_hash, traceparent, metadata, cohost_ids)
 ), claim AS (
     INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
     SELECT host_id, key, request_hash, room_id FROM new WHERE key IS NOT NULL
@@ -62,8 +63,11 @@ WITH new AS (
         WHERE NOT ({LIVE_KEY})
     RETURNING k.room_id
 ), room AS (
-    INSERT INTO meetings (room_id, host_id, max_participants, expires_at, metadata)
-    SELECT room_id, host_id, max_participants, now() + make_interval(secs => ttl_seconds), metadata::jsonb FROM new
+    INSERT INTO meetings (room_id, host_id, max_participants, expires_at, metadata, cohost_ids)
+    SELECT room_id, host_id, max_participants, now() + make_interval(secs => ttl_seconds), metadata::jsonb,
+           -- each room's list as an array literal: unnest takes no ragged arrays
+           coalesce(cohost_ids::uuid[], '{{}}')
+    FROM new
     WHERE key IS NULL OR room_id IN (SELECT room_id FROM claim)
     RETURNING {ROOM_COLUMNS}, room_event_data(meetings) AS data
 ), event AS (
@@ -83,6 +87,7 @@ async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[R
     keys = [room.idempotency or (None, None) for room in new]
     traceparents = [room.traceparent for room in new]
     metadata = [room.metadata for room in new]
+    cohosts = [_array_literal(room.cohost_ids) for room in new]
     rows = await conn.fetch(
         _CREATE_ROOMS,
         [room.room_id for room in new],
@@ -94,9 +99,15 @@ async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[R
         # While tracing is off, none: a NULL array, which unnest pads with NULLs, costs no encoding.
         traceparents if any(traceparents) else None,
         metadata if any(m is not None for m in metadata) else None,  # likewise for rooms without metadata
+        cohosts if any(cohosts) else None,  # and without co-hosts
     )
     made = {row["room_id"]: (room_from_row(row), outboxed_from_row(row)) for row in rows}
     return [made.get(room.room_id) for room in new]
+
+
+def _array_literal(ids: Sequence[UUID]) -> str | None:
+    """A Postgres array literal of uuids (`{a,b}`), None for none: uuids need no quoting."""
+    return "{" + ",".join(map(str, ids)) + "}" if ids else None
 
 
 _GET_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live FROM meetings WHERE room_id = $1"
@@ -107,10 +118,16 @@ async def get_room(conn: Connection, room_id: str) -> StoredRoom | None:
     return None if row is None else stored_room_from_row(row)
 
 
-_HOST_ROOMS = f"""
+# Whose rooms: `$1`'s as host, as co-host, or either. The co-host condition repeats the predicate of
+# meetings_cohost_ids_idx so that the planner may use that index.
+_AS_COHOST = "(cohost_ids @> ARRAY[$1::uuid] AND cardinality(cohost_ids) > 0)"
+_OF_USER = {"host": "host_id = $1", "cohost": _AS_COHOST, "any": f"(host_id = $1 OR {_AS_COHOST})"}
+
+_USER_ROOMS = {
+    role: f"""
 SELECT {ROOM_COLUMNS}, {LIVE} AS live
 FROM meetings
-WHERE host_id = $1
+WHERE {of_user}
   AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
   AND CASE $4::text
         WHEN 'active' THEN {LIVE}
@@ -120,36 +137,67 @@ WHERE host_id = $1
 ORDER BY created_at DESC, id DESC
 LIMIT $5
 """
+    for role, of_user in _OF_USER.items()
+}
 
 
-async def host_rooms(
-    conn: Connection, host_id: UUID, status: RoomStatus, limit: int, before: tuple[datetime, UUID] | None
+async def user_rooms(
+    conn: Connection,
+    user_id: UUID,
+    *,
+    role: RoomRole,
+    status: RoomStatus,
+    limit: int,
+    before: tuple[datetime, UUID] | None,
 ) -> list[StoredRoom]:
-    """A host's rooms, newest first, starting after the keyset position `before` (created_at, id)."""
+    """A user's rooms in `role`, newest first, starting after the keyset position `before` (created_at, id)."""
     created_at, room_uuid = before if before else (None, None)
-    rows = await conn.fetch(_HOST_ROOMS, host_id, created_at, room_uuid, status, limit)
+    rows = await conn.fetch(_USER_ROOMS[role], user_id, created_at, room_uuid, status, limit)
     return [stored_room_from_row(row) for row in rows]
 
 
-async def room_owner(conn: Connection, room_id: str) -> tuple[UUID, bool] | None:
-    """Who hosts the room and whether it is live; None if there is no such room."""
-    row = await conn.fetchrow(f"SELECT host_id, {LIVE} AS live FROM meetings WHERE room_id = $1", room_id)
-    return None if row is None else (row["host_id"], row["live"])
+class Access(NamedTuple):
+    """Who may act on a room: its host and co-hosts; and whether it is live."""
+
+    host_id: UUID
+    cohost_ids: list[UUID]
+    live: bool
+
+    def names(self, user_id: UUID) -> bool:
+        """Whether `user_id` is the host or a co-host."""
+        return user_id == self.host_id or user_id in self.cohost_ids
 
 
-# One statement for any change PATCH makes: the limit (NULL: unchanged), the metadata (replaced, with
-# NULL clearing it, only when $5), and one `room.updated` event for both.
+async def room_access(conn: Connection, room_id: str) -> Access | None:
+    """The room's host, co-hosts and whether it is live; None if there is no such room."""
+    row = await conn.fetchrow(f"SELECT host_id, cohost_ids, {LIVE} AS live FROM meetings WHERE room_id = $1", room_id)
+    return None if row is None else Access(row["host_id"], row["cohost_ids"], row["live"])
+
+
+# Who may change a live room: its host ($2); for what co-hosts may change too ($3 false), a co-host.
+_MAY_CHANGE = "(m.host_id = $2 OR (NOT $3::boolean AND m.cohost_ids @> ARRAY[$2::uuid]))"
+
+
+# One statement for any change PATCH makes, and one `room.updated` event for all of it: the limit
+# ($4; NULL: unchanged), the metadata (replaced, with NULL clearing it, only when $6), the host ($8) and
+# the co-hosts ($9) (NULL: unchanged). Changing the host or the co-hosts is the host's alone ($3). The
+# host is never a co-host: new co-hosts that name the host change nothing, and a new host named among
+# the present co-hosts leaves them (SET reads the row as it was).
 _UPDATE_ROOM = f"""
 WITH room AS (
     UPDATE meetings m
-    SET max_participants = coalesce($3::int, m.max_participants),
-        metadata = CASE WHEN $5::boolean THEN $6::text::jsonb ELSE m.metadata END,
+    SET max_participants = coalesce($4::int, m.max_participants),
+        metadata = CASE WHEN $6::boolean THEN $7::text::jsonb ELSE m.metadata END,
+        host_id = coalesce($8::uuid, m.host_id),
+        cohost_ids = array_remove(coalesce($9::uuid[], m.cohost_ids), coalesce($8::uuid, m.host_id)),
         version = m.version + 1
-    WHERE room_id = $1 AND host_id = $2 AND {LIVE}
+    WHERE room_id = $1 AND {_MAY_CHANGE} AND {LIVE}
+      -- New co-hosts never include the host (the new one, if it changes).
+      AND ($9::uuid[] IS NULL OR array_position($9::uuid[], coalesce($8::uuid, m.host_id)) IS NULL)
     RETURNING {ROOM_COLUMNS}, room_event_data(m) AS data
 ), event AS (
     INSERT INTO room_events (type, room_id, version, data, traceparent)
-    SELECT 'room.updated', room_id, version, data, $4::text FROM room
+    SELECT 'room.updated', room_id, version, data, $5::text FROM room
     RETURNING id AS outbox_id, event_id, type, occurred_at, traceparent
 )
 SELECT room.*, event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
@@ -160,18 +208,31 @@ FROM room, event
 async def update_room(
     conn: Connection,
     room_id: str,
-    host_id: UUID,
+    caller: UUID,
     *,
     max_participants: int | None = None,
     metadata: str | UnsetType | None = UNSET,
+    host_id: UUID | None = None,
+    cohost_ids: Sequence[UUID] | None = None,
     traceparent: str | None = None,
 ) -> Changed | None:
-    """Change a live room of this host: its limit unless None, its metadata (compact JSON, or None to
-    clear it) unless UNSET. None if there is no such live room of theirs (see `room_owner`).
+    """Change a live room `caller` may change: its limit unless None, its metadata (compact JSON, or None
+    to clear it) unless UNSET, its host and its co-hosts unless None (the host's alone). None if the room
+    is not live, `caller` may not make this change, or the new co-hosts name the host (see `room_access`).
     `traceparent`: of the request, for the event (as for every statement below that writes one)."""
     replace = metadata is not UNSET
+    host_only = host_id is not None or cohost_ids is not None
     row = await conn.fetchrow(
-        _UPDATE_ROOM, room_id, host_id, max_participants, traceparent, replace, metadata if replace else None
+        _UPDATE_ROOM,
+        room_id,
+        caller,
+        host_only,
+        max_participants,
+        traceparent,
+        replace,
+        metadata if replace else None,
+        host_id,
+        None if cohost_ids is None else list(cohost_ids),
     )
     return None if row is None else Changed(room_from_row(row), outboxed_from_row(row), row["publish_now"])
 
@@ -186,11 +247,11 @@ class Ended(NamedTuple):
 _END_ROOM = f"""
 WITH ended AS (
     UPDATE meetings m SET is_active = false, version = m.version + 1
-    WHERE room_id = $1 AND host_id = $2 AND {LIVE}
+    WHERE room_id = $1 AND {_MAY_CHANGE} AND {LIVE}
     RETURNING room_id, version, room_event_data(m, 'deleted') AS data
 ), event AS (
     INSERT INTO room_events (type, room_id, version, data, traceparent)
-    SELECT 'room.ended', room_id, version, data, $3::text FROM ended
+    SELECT 'room.ended', room_id, version, data, $4::text FROM ended
     RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, traceparent
 )
 SELECT event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
@@ -198,9 +259,9 @@ FROM event
 """
 
 
-async def end_room(conn: Connection, room_id: str, host_id: UUID, traceparent: str | None = None) -> Ended | None:
-    """Soft-delete a live room of this host; None if there is none (already ended, or not theirs)."""
-    row = await conn.fetchrow(_END_ROOM, room_id, host_id, traceparent)
+async def end_room(conn: Connection, room_id: str, caller: UUID, traceparent: str | None = None) -> Ended | None:
+    """Soft-delete a live room `caller` hosts or co-hosts; None if there is none (already ended, or not theirs)."""
+    row = await conn.fetchrow(_END_ROOM, room_id, caller, False, traceparent)
     return None if row is None else Ended(outboxed_from_row(row), row["publish_now"])
 
 

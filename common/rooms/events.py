@@ -106,7 +106,8 @@ def from_stream_fields(fields: dict[bytes, bytes]) -> RoomEvent:
 
 def json_schema() -> dict[str, object]:
     """JSON Schema of a room event (the decoded form of a stream entry), for docs/events.md."""
-    schema: dict[str, object] = msgspec.json.schema(RoomEvent)
+    # Through JSON and back: a default of `()` is a tuple in the schema msgspec gives, `[]` in JSON.
+    schema: dict[str, object] = msgspec.json.decode(msgspec.json.encode(msgspec.json.schema(RoomEvent)))
     return schema
 
 

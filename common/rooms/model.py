@@ -10,6 +10,11 @@ import msgspec
 
 # Which of a host's rooms to list: live ones, ended ones, or both.
 RoomStatus = Literal["active", "ended", "all"]
+# Which rooms of a user to list: those they host, those naming them a co-host, or either.
+RoomRole = Literal["host", "cohost", "any"]
+
+# How many co-hosts a room may have (the database checks it too: migrations/0009_room_cohosts.sql).
+MAX_COHOSTS = 10
 
 # A room's metadata: a JSON object its host sets (at most ROOMS_METADATA_MAX_BYTES as compact JSON).
 Metadata = dict[str, Any]
@@ -37,6 +42,8 @@ class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defau
     # an older read never overwrites a newer object (common/redis/lua/put_room.lua).
     version: int
     metadata: Metadata | None = None
+    # Users the host named, who may change the limit and metadata and end the room; never the host.
+    cohost_ids: tuple[UUID, ...] = ()
 
 
 class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -49,6 +56,8 @@ class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     expires_at: datetime
     # Always in the body, null when the room has none: a stable shape for clients.
     metadata: Metadata | None = None
+    # Always in the body, empty when the room has none.
+    cohost_ids: tuple[UUID, ...] = ()
 
 
 class StoredRoom(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,4 +84,5 @@ def to_view(room: Room) -> RoomView:
         created_at=room.created_at,
         expires_at=room.expires_at,
         metadata=room.metadata,
+        cohost_ids=room.cohost_ids,
     )

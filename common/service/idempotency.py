@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import NamedTuple
+from uuid import UUID
 
 import msgspec
 
@@ -13,16 +15,23 @@ from common.rooms.model import Metadata
 
 class Claim(NamedTuple):
     """A key, and a fingerprint of what the request asked for (after defaults: an omitted limit and
-    the default limit are the same request; metadata whose keys come in another order is the same)."""
+    the default limit are the same request; metadata whose keys come in another order is the same, and
+    so are co-hosts in another order)."""
 
     key: str
     request_hash: str
 
 
-def claim_for(key: str, max_participants: int, metadata: Metadata | None = None) -> Claim:
+def claim_for(
+    key: str, max_participants: int, metadata: Metadata | None = None, cohost_ids: Sequence[UUID] = ()
+) -> Claim:
     asked = f"maxParticipants={max_participants}".encode()
-    if metadata is not None:  # without metadata, the fingerprint of keys claimed before metadata existed
+    # Each option added later joins the fingerprint only when given: a request without it has the
+    # fingerprint of keys claimed before it existed.
+    if metadata is not None:
         asked += b"&metadata=" + msgspec.json.encode(metadata, order="sorted")
+    if cohost_ids:  # a set of users: in any order the same request
+        asked += b"&cohostIds=" + ",".join(sorted(map(str, cohost_ids))).encode()
     return Claim(key, hashlib.sha256(asked).hexdigest())
 
 

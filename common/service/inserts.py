@@ -56,14 +56,30 @@ class RoomInserts:
         self._in_flight: set[asyncio.Task[None]] = set()  # batches being sent: referenced until done
 
     async def insert(
-        self, host_id: UUID, max_participants: int, ttl_seconds: int, claim: Claim | None, metadata: str | None = None
+        self,
+        host_id: UUID,
+        max_participants: int,
+        ttl_seconds: int,
+        claim: Claim | None,
+        *,
+        metadata: str | None = None,
+        cohost_ids: tuple[UUID, ...] = (),
     ) -> Made:
         """A new room with a fresh code and its `room.created` event, or None if `claim`'s key is taken;
         `metadata` as compact JSON. Raises `DatabaseUnavailable` (Postgres down or slower than the bound)
         and `NoFreeRoomCode`."""
         loop = asyncio.get_running_loop()
         # The traceparent is taken here, in the request's own context: the statement may be another's.
-        room = NewRoom(self._new_code(), host_id, max_participants, ttl_seconds, claim, current_traceparent(), metadata)
+        room = NewRoom(
+            self._new_code(),
+            host_id,
+            max_participants,
+            ttl_seconds,
+            claim,
+            traceparent=current_traceparent(),
+            metadata=metadata,
+            cohost_ids=cohost_ids,
+        )
         waiting = _Waiting(room, loop.time(), loop.create_future())
         self._gathering.append(waiting)
         if len(self._gathering) == 1:

@@ -4,7 +4,7 @@ cache and the event mailbox in front of it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import NamedTuple, NoReturn
 from uuid import UUID
@@ -16,6 +16,7 @@ from common.db.outbox import Outboxed
 from common.db.pool import Connection, Pool, connection
 from common.errors import (
     DatabaseUnavailable,
+    InvalidCohosts,
     MetadataTooLarge,
     NotRoomHost,
     ParticipantLimitOutOfRange,
@@ -30,7 +31,18 @@ from common.redis.room_cache import RoomCache
 from common.redis.stream import EventStream
 from common.rooms.codes import generate_room_code
 from common.rooms.events import RoomEvent
-from common.rooms.model import JSON_ENCODER, DailyStats, Metadata, Room, RoomStatus, RoomView, StoredRoom, to_view
+from common.rooms.model import (
+    JSON_ENCODER,
+    MAX_COHOSTS,
+    DailyStats,
+    Metadata,
+    Room,
+    RoomRole,
+    RoomStatus,
+    RoomView,
+    StoredRoom,
+    to_view,
+)
 from common.service.idempotency import Claim, check_replay, claim_for
 from common.service.inserts import RoomInserts
 from common.service.limits import CreationLimit, MissLimit
@@ -90,6 +102,7 @@ class RoomService:
         max_participants: int | None,
         idempotency_key: str | None = None,
         metadata: Metadata | None = None,
+        cohost_ids: Sequence[UUID] = (),
     ) -> tuple[Room, bool]:
         """Store a new room with its `room.created` event, then cache the room and publish the event.
 
@@ -99,9 +112,12 @@ class RoomService:
         """
         limit = self._checked_limit(max_participants, default=self._settings.default_max_participants)
         encoded = self._checked_metadata(metadata)
+        cohosts = _checked_cohosts(cohost_ids, host_id)
         await self._creation_limit.check(host_id)
-        claim = None if idempotency_key is None else claim_for(idempotency_key, limit, metadata)
-        made = await self._inserts.insert(host_id, limit, self._settings.room_ttl_seconds, claim, encoded)
+        claim = None if idempotency_key is None else claim_for(idempotency_key, limit, metadata, cohosts)
+        made = await self._inserts.insert(
+            host_id, limit, self._settings.room_ttl_seconds, claim, metadata=encoded, cohost_ids=cohosts
+        )
         if made is not None:
             room, created = made
             self._metrics.incr("rooms_created_total")
@@ -175,27 +191,27 @@ class RoomService:
             return _Found(stored, asker, refused)
         return _Found(stored, asker, refused=None)
 
-    async def host_rooms(
-        self, host_id: UUID, status: RoomStatus, limit: int, before: tuple[datetime, UUID] | None
+    async def user_rooms(
+        self, user_id: UUID, role: RoomRole, status: RoomStatus, limit: int, before: tuple[datetime, UUID] | None
     ) -> list[StoredRoom]:
         async with connection(self._pool, self._timeout) as conn:
-            return await rooms.host_rooms(conn, host_id, status, limit, before)
+            return await rooms.user_rooms(conn, user_id, role=role, status=status, limit=limit, before=before)
 
     async def history(self, room_id: str, client: str, reader: UUID) -> list[RoomEvent]:
-        """The room's recorded lifecycle events, oldest first, for its host only: they name the host and
-        every change. Recorded by the worker, so a moment behind.
+        """The room's recorded lifecycle events, oldest first, for its host and co-hosts only: they name
+        the host and every change. Recorded by the worker, so a moment behind.
 
         A 404 here answers "does this meeting exist" as well as `view` does: it counts as a miss.
         """
         self._miss_limit.refuse_if_blocked(client)
         async with connection(self._pool, self._timeout) as conn:
-            owner = await rooms.room_owner(conn, room_id)
-            if owner is not None and owner[0] == reader:
+            access = await rooms.room_access(conn, room_id)
+            if access is not None and access.names(reader):
                 return await history.room_history(conn, room_id)
-        if owner is None:
+        if access is None:
             await self._miss_limit.count(client, None)
             raise RoomNotFound(f"no room {room_id}")
-        raise NotRoomHost("only the room's host may read its history")
+        raise NotRoomHost("only the room's host and co-hosts may read its history")
 
     async def daily_stats(self, first: date, last: date) -> list[DailyStats]:
         async with connection(self._pool, self._timeout) as conn:
@@ -206,42 +222,56 @@ class RoomService:
     async def update(
         self,
         room_id: str,
-        host_id: UUID,
+        caller: UUID,
         *,
         max_participants: int | None = None,
         metadata: Metadata | UnsetType | None = UNSET,
+        host_id: UUID | None = None,
+        cohost_ids: Sequence[UUID] | None = None,
     ) -> Room:
-        """Change a live room (host only): its limit unless None (Signaling applies it from the next
-        join), its metadata unless UNSET (None clears it); both in one change, one `room.updated`."""
+        """Change a live room, all in one change and one `room.updated`: its limit unless None (Signaling
+        applies it from the next join) and its metadata unless UNSET (None clears it), by its host or a
+        co-host; its host (a transfer) and its co-hosts unless None, by its host only."""
         limit = None if max_participants is None else self._checked_limit(max_participants, default=None)
         encoded = metadata if metadata is UNSET else self._checked_metadata(metadata)
-        if limit is None and encoded is UNSET:
-            raise ValueError("a change of a room needs maxParticipants or metadata")  # the API refuses it first
+        # Without a transfer, whether they name the host is known only to the statement, which then
+        # changes nothing, and to `_explain_refusal`.
+        cohosts = None if cohost_ids is None else _checked_cohosts(cohost_ids, host_id)
+        if limit is None and encoded is UNSET and host_id is None and cohosts is None:
+            raise ValueError("a change of a room needs something to change")  # the API refuses it first
         await self._marks.flush()  # so this room's earlier events count as published, as they are
         async with connection(self._pool, self._timeout) as conn:
             changed = await rooms.update_room(
-                conn, room_id, host_id, max_participants=limit, metadata=encoded, traceparent=current_traceparent()
+                conn,
+                room_id,
+                caller,
+                max_participants=limit,
+                metadata=encoded,
+                host_id=host_id,
+                cohost_ids=cohosts,
+                traceparent=current_traceparent(),
             )
             if changed is None:
-                await self._explain_refusal(conn, room_id, host_id)
+                host_only = host_id is not None or cohosts is not None
+                await self._explain_refusal(conn, room_id, caller, host_only)
         await self._after_commit(changed.change, changed.publish_now)
         return changed.room
 
-    async def end(self, room_id: str, host_id: UUID) -> None:
-        """End a room (host only). Ending an ended room again changes nothing."""
+    async def end(self, room_id: str, caller: UUID) -> None:
+        """End a room (its host or a co-host). Ending an ended room again changes nothing."""
         await self._marks.flush()  # so this room's earlier events count as published, as they are
         async with connection(self._pool, self._timeout) as conn:
-            ended = await rooms.end_room(conn, room_id, host_id, current_traceparent())
+            ended = await rooms.end_room(conn, room_id, caller, current_traceparent())
             stored = await rooms.get_room(conn, room_id) if ended is None else None
         if ended is not None:
             await self._after_commit(ended.change, ended.publish_now)
             return
-        # No live room of this host: rooms are never deleted and never change hosts, so this is one
-        # that does not exist, another host's, or one of theirs that has already ended.
+        # No live room the caller hosts or co-hosts: one that does not exist, one that is not theirs, or
+        # one of theirs that has already ended (an ended room's hosts never change).
         if stored is None:
             raise RoomNotFound(f"no room {room_id}")
-        if stored.room.host_id != host_id:
-            raise NotRoomHost("only the room's host may end it")
+        if stored.room.host_id != caller and caller not in stored.room.cohost_ids:
+            raise NotRoomHost("only the room's host or a co-host may end it")
         # Already ended. Say so to Redis again: the first attempt may not have reached it.
         await self._cache.write(end=[stored.room])
 
@@ -253,14 +283,21 @@ class RoomService:
         else:
             await self._publisher.apply_only([change.event])
 
-    async def _explain_refusal(self, conn: Connection, room_id: str, host_id: UUID) -> NoReturn:
-        """Why a change of a live room of this host found none."""
-        owner = await rooms.room_owner(conn, room_id)
-        if owner is None:
+    async def _explain_refusal(self, conn: Connection, room_id: str, caller: UUID, host_only: bool) -> NoReturn:
+        """Why a change found no live room that `caller` may change so (`host_only`: the host's alone)."""
+        access = await rooms.room_access(conn, room_id)
+        if access is None:
             raise RoomNotFound(f"no room {room_id}")
-        if owner[0] != host_id:
-            raise NotRoomHost("only the room's host may change it")
-        raise RoomGone(f"room {room_id} has ended")
+        if host_only and access.host_id != caller:
+            raise NotRoomHost("only the room's host may change its co-hosts or hand it to another host")
+        if not access.names(caller):
+            raise NotRoomHost("only the room's host or a co-host may change it")
+        if not access.live:
+            raise RoomGone(f"room {room_id} has ended")
+        if host_only:  # the host, on a live room: what remains is new co-hosts naming the host
+            raise InvalidCohosts("cohostIds must not name the room's host")
+        # Someone changed the room's hosts between the two statements.
+        raise DatabaseUnavailable("the room's hosts changed during the request; retry")
 
     def _checked_metadata(self, metadata: Metadata | None) -> str | None:
         """The metadata as the compact JSON it is stored as, within its limit; None for none."""
@@ -279,3 +316,16 @@ class RoomService:
         if max_participants is None or not 2 <= max_participants <= limit:
             raise ParticipantLimitOutOfRange(f"maxParticipants must be between 2 and {limit}")
         return max_participants
+
+
+def _checked_cohosts(cohost_ids: Sequence[UUID], host_id: UUID | None) -> tuple[UUID, ...]:
+    """Co-hosts as the room stores them, in the order given; `InvalidCohosts` unless they are at most
+    MAX_COHOSTS distinct users other than `host_id` (when known)."""
+    cohosts = tuple(cohost_ids)
+    if len(cohosts) > MAX_COHOSTS:
+        raise InvalidCohosts(f"cohostIds must name at most {MAX_COHOSTS} users")
+    if len(set(cohosts)) != len(cohosts):
+        raise InvalidCohosts("cohostIds must not name a user twice")
+    if host_id in cohosts:
+        raise InvalidCohosts("cohostIds must not name the room's host")
+    return cohosts

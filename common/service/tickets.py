@@ -31,9 +31,10 @@ class IssuedTicket(NamedTuple):
 
 
 def role_of(room: Room, user_id: UUID) -> Role:
-    """What `user_id` may do in `room`. Co-hosts, when rooms have them, are decided here: `cohost` for a
-    user the room names as one."""
-    return "host" if room.host_id == user_id else "guest"
+    """What `user_id` is in `room`: its host, one of its co-hosts, or a guest."""
+    if room.host_id == user_id:
+        return "host"
+    return "cohost" if user_id in room.cohost_ids else "guest"
 
 
 class TicketService:

@@ -13,8 +13,8 @@ DEFAULT_ISSUER = "roomservice"
 # The one signature algorithm tickets use and verifiers accept: Ed25519 (RFC 8037).
 ALGORITHM = "EdDSA"
 
-# What the holder may do in the room. `cohost` joins here when the room domain has co-hosts.
-Role = Literal["host", "guest"]
+# What the holder is in the room: its host, a co-host the host named, or anyone else.
+Role = Literal["host", "cohost", "guest"]
 
 
 class TicketClaims(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,7 +19,7 @@ from common.settings import Settings
 from tests.support.metrics import metric_value
 
 CODE = re.compile(r"^[a-z]{3}-[a-z]{4}-[a-z]{3}$")
-ROOM_FIELDS = {"roomId", "hostId", "maxParticipants", "createdAt", "expiresAt", "metadata"}
+ROOM_FIELDS = {"roomId", "hostId", "maxParticipants", "createdAt", "expiresAt", "metadata", "cohostIds"}
 
 
 async def create(client: AsyncTestClient, host: dict[str, str], **body: object) -> dict[str, Any]:
