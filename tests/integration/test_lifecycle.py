@@ -10,21 +10,10 @@ import uuid
 import pytest
 
 from common.redis.keys import room_key
-from common.rooms.events import from_stream_fields
+from tests.support.rooms import create, events_of
 
 # A cursor whose timestamp, once in UTC, is past the last moment a datetime can hold.
 OUT_OF_TIME = base64.urlsafe_b64encode(b"9999-12-31T23:59:59-05:00|6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60").decode()
-
-
-async def create(client, host, **body) -> dict:
-    response = await client.post("/rooms", headers=host, json=body or None)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def events_of(redis_client, stream_name, room_id) -> list:
-    events = [from_stream_fields(fields) for _, fields in await redis_client.xrange(stream_name)]
-    return [e for e in events if e.room_id == room_id]
 
 
 # -- GET /rooms ---------------------------------------------------------------------------------

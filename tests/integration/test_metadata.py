@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from common.redis.keys import room_key
-from common.rooms.events import from_stream_fields
+from tests.support.rooms import create, events_of, raw_data_of
 
 # Nulls inside metadata are the host's values: they survive, at every depth.
 METADATA: dict[str, Any] = {
@@ -22,27 +22,6 @@ METADATA: dict[str, Any] = {
     "tags": ["a", None, 1.5, True, {"deep": None}],
     "owner": {"team": "core", "lead": None, "size": 12345678901234567890},
 }
-
-
-async def create(client: AsyncTestClient, host: dict[str, str], **body: object) -> dict[str, Any]:
-    response = await client.post("/rooms", headers=host, json=body or None)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def events_of(redis_client, stream_name: str, room_id: str) -> list:
-    events = [from_stream_fields(fields) for _, fields in await redis_client.xrange(stream_name)]
-    return [e for e in events if e.room_id == room_id]
-
-
-async def raw_data_of(redis_client, stream_name: str, room_id: str, type_: str) -> list[dict[str, Any]]:
-    """The `data` of the room's entries of `type_`, as a consumer parses it."""
-    entries = await redis_client.xrange(stream_name)
-    return [
-        json.loads(fields[b"data"])
-        for _, fields in entries
-        if fields[b"roomId"].decode() == room_id and fields[b"type"].decode() == type_
-    ]
 
 
 def sized(n: int) -> dict[str, str]:
@@ -242,7 +221,7 @@ async def test_rooms_created_together_keep_their_own_metadata(client, host, db) 
 
 
 async def test_a_smaller_limit_from_settings(settings_with, host) -> None:
-    settings = settings_with(metadata_max_bytes=100, max_body_bytes=1024)
+    settings = settings_with(metadata_max_bytes=100, max_body_bytes=1124)
     async with AsyncTestClient(app=create_app(settings)) as client:
         assert (await client.post("/rooms", headers=host, json={"metadata": sized(100)})).status_code == 201
         refused = await client.post("/rooms", headers=host, json={"metadata": sized(101)})

@@ -7,7 +7,6 @@ import json
 import re
 import uuid
 from datetime import datetime
-from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -17,15 +16,10 @@ from common.redis.keys import room_key
 from common.rooms.codes import generate_room_code
 from common.settings import Settings
 from tests.support.metrics import metric_value
+from tests.support.rooms import create
 
 CODE = re.compile(r"^[a-z]{3}-[a-z]{4}-[a-z]{3}$")
 ROOM_FIELDS = {"roomId", "hostId", "maxParticipants", "createdAt", "expiresAt", "metadata", "cohostIds"}
-
-
-async def create(client: AsyncTestClient, host: dict[str, str], **body: object) -> dict[str, Any]:
-    response = await client.post("/rooms", headers=host, json=body or None)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 # -- POST /rooms ------------------------------------------------------------------------------

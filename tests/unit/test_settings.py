@@ -111,10 +111,10 @@ def test_admin_user_ids_are_uuids() -> None:
 def test_the_body_limit_leaves_room_for_the_metadata() -> None:
     settings = load_settings({})
     assert (settings.metadata_max_bytes, settings.max_body_bytes) == (2048, 4096)
-    fits = load_settings({"ROOMS_METADATA_MAX_BYTES": "3840", "ROOMS_MAX_BODY_BYTES": "4096"})
-    assert fits.metadata_max_bytes == 3840
+    fits = load_settings({"ROOMS_METADATA_MAX_BYTES": "3072", "ROOMS_MAX_BODY_BYTES": "4096"})
+    assert fits.metadata_max_bytes == 3072
     for environ in (
-        {"ROOMS_METADATA_MAX_BYTES": "3841"},  # the default body limit, 4096, less the rest of the body
+        {"ROOMS_METADATA_MAX_BYTES": "3073"},  # the default body limit, 4096, less the rest of the body
         {"ROOMS_MAX_BODY_BYTES": "1024"},  # the default metadata limit, 2048, does not fit
         {"ROOMS_METADATA_MAX_BYTES": "1024", "ROOMS_MAX_BODY_BYTES": "1024"},
     ):
