@@ -278,7 +278,7 @@ def room_body(*, create: bool) -> type[Operation]:
 
 
 class RoomSummary(RoomView, frozen=True, kw_only=True):
-    """A room in a host's list: `active` while it may be joined, else `ended`."""
+    """A room in a user's list: `active` while it may be joined, else `ended`."""
 
     status: Literal["active", "ended"]
 

@@ -123,7 +123,7 @@ async def get_room(conn: Connection, room_id: str) -> StoredRoom | None:
 _AS_COHOST = "(cohost_ids @> ARRAY[$1::uuid] AND cardinality(cohost_ids) > 0)"
 _OF_USER = {"host": "host_id = $1", "cohost": _AS_COHOST, "any": f"(host_id = $1 OR {_AS_COHOST})"}
 
-_USER_ROOMS = {
+USER_ROOMS = {
     role: f"""
 SELECT {ROOM_COLUMNS}, {LIVE} AS live
 FROM meetings
@@ -152,7 +152,7 @@ async def user_rooms(
 ) -> list[StoredRoom]:
     """A user's rooms in `role`, newest first, starting after the keyset position `before` (created_at, id)."""
     created_at, room_uuid = before if before else (None, None)
-    rows = await conn.fetch(_USER_ROOMS[role], user_id, created_at, room_uuid, status, limit)
+    rows = await conn.fetch(USER_ROOMS[role], user_id, created_at, room_uuid, status, limit)
     return [stored_room_from_row(row) for row in rows]
 
 

@@ -11,6 +11,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from common.db import rooms
 from common.redis.keys import room_key
 from common.tickets.keys import write_new_key
 from tests.support.rooms import create, raw_data_of
@@ -283,3 +284,14 @@ async def test_an_idempotent_retry_names_the_same_cohosts(client, host) -> None:
     other = await client.post("/rooms", headers=key, json={"cohostIds": [alice]})
     assert other.status_code == 422, other.text
     assert other.json()["error"] == "idempotency_key_reused"
+
+
+@pytest.mark.one_topology
+@pytest.mark.parametrize(("role", "index"), [("cohost", "meetings_cohost_ids_idx"), ("any", "meetings_cohost_ids_idx")])
+async def test_the_listing_can_use_its_index(db, role, index) -> None:
+    # The statement must repeat the partial index's predicate, or no plan can use the index: with
+    # sequential scans priced out, the plan names it only if it may.
+    async with db.transaction():
+        await db.execute("SET LOCAL enable_seqscan = off")
+        plan = await db.fetch("EXPLAIN " + rooms.USER_ROOMS[role], uuid.uuid4(), None, None, "all", 21)
+    assert index in "\n".join(row[0] for row in plan)
