@@ -101,7 +101,7 @@ async def list_rooms(
     state: State,
     status: Annotated[RoomStatus, QueryParameter(description="Which rooms: active, ended or all.")] = "all",
     role: Annotated[
-        RoomRole, QueryParameter(description="The caller's part in them: host, cohost, or any of the two.")
+        RoomRole, QueryParameter(description="The caller's part in them: host, cohost, or any (either).")
     ] = "host",
     limit: Annotated[
         int,
