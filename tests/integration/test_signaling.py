@@ -215,7 +215,8 @@ async def test_a_room_object_without_expiry_keeps_the_set_only_until_its_last_he
     await contract.join(room_id, "alice", 5_000)
     await contract.join(room_id, "bob", 2_000)
 
-    assert 4_000 < await redis_client.pttl(participants_key(room_id)) <= 5_000
+    # Still alice's 5 s, not bob's 2 s (with a slow machine's 2 s to spare).
+    assert 3_000 < await redis_client.pttl(participants_key(room_id)) <= 5_000
 
 
 @pytest.mark.parametrize(

@@ -56,8 +56,9 @@ def reason(token: str, jwks: dict[str, object], room: str = ROOM, **options: obj
     return refused.value.reason
 
 
-def test_a_ticket_verifies_and_gives_its_claims(keys) -> None:
-    ticket = claims()
+@pytest.mark.parametrize("role", ["host", "cohost", "guest"])
+def test_a_ticket_verifies_and_gives_its_claims(keys, role) -> None:
+    ticket = claims(role=role)
     assert verify_ticket(keys.sign(ticket), keys.jwks(), ROOM, now=NOW + 1) == ticket
 
 
