@@ -112,7 +112,9 @@ def _check_metadata(metadata: Metadata | UnsetType | None) -> None:
 # A user id in a body: a UUID in its hyphenated form, any case, as the schema states it (msgspec's UUID
 # would also take 32 bare hex digits, which `format: uuid` does not).
 UUID_PATTERN = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
-UserId = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
+# The same for msgspec, which searches with Python's `re`, where `$` also matches before a final
+# newline: `\Z` ends the string. (UUID_PATTERN is the one JSON Schema and ECMA regexes read.)
+UserId = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN.removesuffix("$") + r"\Z")]
 # Up to MAX_COHOSTS; that none is named twice or is the host is the service's check (400 invalid_cohosts).
 CohostIds = Annotated[tuple[UserId, ...], msgspec.Meta(max_length=MAX_COHOSTS)]
 

@@ -1,6 +1,8 @@
 -- Co-hosts: up to 10 users the host names, who may change the room's limit and metadata and end it
 -- (the API decides who may do what; see README "Who may do what"). Empty for a room without any.
--- A column with a constant default is added without rewriting the table (Postgres 11 and later).
+-- A column with a constant default is added without rewriting the table (Postgres 11 and later), so the
+-- lock this file takes (ACCESS EXCLUSIVE, until it commits) lasts milliseconds. The index of the
+-- column is built by the next file, in a transaction of its own, under a lighter lock.
 ALTER TABLE meetings ADD COLUMN cohost_ids uuid[] NOT NULL DEFAULT '{}';
 -- At most 10, none NULL, and never the host. NOT VALID, as in 0008: every existing row holds the empty
 -- default, which the check accepts, and checking them would scan the table under the lock that stops
@@ -10,11 +12,6 @@ ALTER TABLE meetings ADD CONSTRAINT meetings_cohost_ids_valid CHECK (
     AND array_position(cohost_ids, NULL) IS NULL
     AND array_position(cohost_ids, host_id) IS NULL
 ) NOT VALID;
-
--- `GET /rooms?role=cohost|any`: the rooms naming a user among their co-hosts. Partial, so it holds only
--- the rooms that have co-hosts; building it reads the table once, holding back writes (not reads)
--- while it does.
-CREATE INDEX meetings_cohost_ids_idx ON meetings USING gin (cohost_ids) WHERE cardinality(cohost_ids) > 0;
 
 -- The event `data` names the co-hosts as `cohostIds`, only when there are some: a room without co-hosts
 -- has no such key, as the room object in Redis has none (common/rooms/model.py Room omits it).

@@ -154,7 +154,7 @@ async def get_room(request: Request[Any, Any, Any], room_id: RoomCode) -> Respon
         "next join; participants already in stay. A co-host may change `maxParticipants` and `metadata`; a body "
         "with `cohostIds` or `hostId` is the host's alone, and from anyone else changes nothing (403)."
     ),
-    responses=error_responses(400, 401, 403, 404, 410, 413, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 410, 413, 422, 503),
     security=CALLER,
     operation_class=room_body(create=False),
 )
@@ -181,7 +181,7 @@ async def update_room(
     "/{room_id:str}",
     summary="End a room (host or co-host)",
     description="Ends the room for everyone: it answers 410 from then on. Ending it again changes nothing.",
-    responses=error_responses(400, 401, 403, 404, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 503),
     security=CALLER,
 )
 async def end_room(caller: NamedDependency[UUID], state: State, room_id: RoomCode) -> None:

@@ -26,8 +26,8 @@ JWKS_MAX_AGE_SECONDS = 300
     summary="A join ticket for a live room",
     description=(
         "A signed, short-lived ticket (a JWT, EdDSA) admitting the caller to this room once; Signaling "
-        "verifies it with the keys of `/.well-known/jwks.json`. `role` is `host` for the room's host, else "
-        "`guest`. Expires after ROOMS_TICKET_TTL_SECONDS, never after the room ends."
+        "verifies it with the keys of `/.well-known/jwks.json`. `role` is `host` for the room's host, `cohost` "
+        "for one of its co-hosts, else `guest`. Expires after ROOMS_TICKET_TTL_SECONDS, never after the room ends."
     ),
     responses=error_responses(400, 401, 404, 410, 429, 503),  # its headers: api/openapi.py
     security=CALLER,

@@ -21,6 +21,7 @@ from common.errors import (
     NotRoomHost,
     ParticipantLimitOutOfRange,
     RateLimited,
+    RoomChanged,
     RoomGone,
     RoomNotFound,
 )
@@ -253,7 +254,7 @@ class RoomService:
             )
             if changed is None:
                 host_only = host_id is not None or cohosts is not None
-                await self._explain_refusal(conn, room_id, caller, host_only)
+                await self._explain_refusal(conn, room_id, caller, host_only, cohosts)
         await self._after_commit(changed.change, changed.publish_now)
         return changed.room
 
@@ -266,12 +267,15 @@ class RoomService:
         if ended is not None:
             await self._after_commit(ended.change, ended.publish_now)
             return
-        # No live room the caller hosts or co-hosts: one that does not exist, one that is not theirs, or
-        # one of theirs that has already ended (an ended room's hosts never change).
+        # No live room the caller hosts or co-hosts: one that does not exist, one that is not theirs, one
+        # of theirs that has already ended (an ended room's hosts never change), or, in between, one
+        # whose hosts changed since the first statement (a co-host removed and named again).
         if stored is None:
             raise RoomNotFound(f"no room {room_id}")
         if stored.room.host_id != caller and caller not in stored.room.cohost_ids:
             raise NotRoomHost("only the room's host or a co-host may end it")
+        if stored.live:  # not ended: the end mark must not reach Redis
+            raise RoomChanged("the room's hosts changed during the request; ask again")
         # Already ended. Say so to Redis again: the first attempt may not have reached it.
         await self._cache.write(end=[stored.room])
 
@@ -283,8 +287,11 @@ class RoomService:
         else:
             await self._publisher.apply_only([change.event])
 
-    async def _explain_refusal(self, conn: Connection, room_id: str, caller: UUID, host_only: bool) -> NoReturn:
-        """Why a change found no live room that `caller` may change so (`host_only`: the host's alone)."""
+    async def _explain_refusal(
+        self, conn: Connection, room_id: str, caller: UUID, host_only: bool, cohosts: tuple[UUID, ...] | None
+    ) -> NoReturn:
+        """Why a change found no live room that `caller` may change so (`host_only`: the host's alone;
+        `cohosts`: the new co-hosts, if the change names them)."""
         access = await rooms.room_access(conn, room_id)
         if access is None:
             raise RoomNotFound(f"no room {room_id}")
@@ -294,10 +301,11 @@ class RoomService:
             raise NotRoomHost("only the room's host or a co-host may change it")
         if not access.live:
             raise RoomGone(f"room {room_id} has ended")
-        if host_only:  # the host, on a live room: what remains is new co-hosts naming the host
+        if cohosts is not None and access.host_id in cohosts:
             raise InvalidCohosts("cohostIds must not name the room's host")
-        # Someone changed the room's hosts between the two statements.
-        raise DatabaseUnavailable("the room's hosts changed during the request; retry")
+        # The caller may make this change now, but could not when the change was tried: someone changed
+        # the room's hosts between the two statements.
+        raise RoomChanged("the room's hosts changed during the request; ask again")
 
     def _checked_metadata(self, metadata: Metadata | None) -> str | None:
         """The metadata as the compact JSON it is stored as, within its limit; None for none."""

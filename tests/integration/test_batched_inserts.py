@@ -62,6 +62,28 @@ def room_inserts(pool: Pool) -> RoomInserts:
     return inserts(pool)
 
 
+async def test_rooms_of_one_statement_keep_their_own_cohosts(room_inserts, db, new_host) -> None:
+    # Each room's list goes through unnest as an array literal: rooms with none, one and several
+    # co-hosts, and metadata on some, side by side in one statement.
+    host = new_host()
+    wanted = [tuple(uuid.uuid4() for _ in range(i % 4)) for i in range(12)]
+    made = await asyncio.gather(
+        *(
+            room_inserts.insert(host, 4, TTL, None, metadata=f'{{"i":{i}}}' if i % 2 else None, cohost_ids=cohosts)
+            for i, cohosts in enumerate(wanted)
+        )
+    )
+
+    assert await transactions_that_wrote(db, host) == 1
+    rooms = [one[0] for one in made if one is not None]
+    assert [room.cohost_ids for room in rooms] == wanted
+    assert [room.metadata for room in rooms] == [{"i": i} if i % 2 else None for i in range(12)]
+    for room, cohosts in zip(rooms, wanted, strict=True):
+        stored = await db.fetchval("SELECT cohost_ids FROM meetings WHERE room_id = $1", room.room_id)
+        assert tuple(stored) == cohosts
+    assert [one[1].event.data.cohost_ids for one in made if one is not None] == wanted  # the events' data too
+
+
 async def test_concurrent_creates_share_one_statement_and_each_gets_its_own_room(room_inserts, db, new_host) -> None:
     host = new_host()
     made = await asyncio.gather(*(room_inserts.insert(host, 2 + i % 3, TTL, None) for i in range(50)))

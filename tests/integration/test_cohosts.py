@@ -3,6 +3,7 @@ what they may do, what only the host may do, and the listing by role, against re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -29,6 +30,10 @@ async def stored(db, code: str) -> tuple[str, list[str], int]:
     """The room's host, co-hosts and version as Postgres has them."""
     row = await db.fetchrow("SELECT host_id, cohost_ids, version FROM meetings WHERE room_id = $1", code)
     return str(row["host_id"]), [str(c) for c in row["cohost_ids"]], row["version"]
+
+
+async def stored_limit(db, code: str) -> int:
+    return int(await db.fetchval("SELECT max_participants FROM meetings WHERE room_id = $1", code))
 
 
 async def test_cohosts_go_wherever_the_room_goes(client, host, db, redis_client, stream_name) -> None:
@@ -174,10 +179,21 @@ async def test_tickets_name_the_cohost_role(settings_with, tmp_path, host) -> No
         ({"cohostIds": [str(i) for i in range(11)]}, "invalid_body", "Expected `array` of length <= 10"),
         ({"cohostIds": ["0123456789abcdef0123456789abcdef"]}, "invalid_body", "Expected `str` matching regex"),
         ({"cohostIds": ["not a uuid"]}, "invalid_body", "Expected `str` matching regex"),
+        ({"cohostIds": ["a\n"]}, "invalid_body", "Expected `str` matching regex"),
         ({"cohostIds": None}, "invalid_body", "Expected `array`, got `null`"),
         ({"cohostIds": "a"}, "invalid_body", "Expected `array`, got `str`"),
     ],
-    ids=["the host", "twice", "twice in another case", "eleven", "bare hex", "not a uuid", "null", "a string"],
+    ids=[
+        "the host",
+        "twice",
+        "twice in another case",
+        "eleven",
+        "bare hex",
+        "not a uuid",
+        "a final newline",
+        "null",
+        "a string",
+    ],
 )
 async def test_bad_cohosts_are_refused_on_create_with_nothing_made(client, host, db, body, error, detail) -> None:
     ids = {
@@ -187,7 +203,11 @@ async def test_bad_cohosts_are_refused_on_create_with_nothing_made(client, host,
     }
     ids |= {str(i): str(uuid.uuid4()) for i in range(11)}
     value = body["cohostIds"]
-    sent = {"cohostIds": [ids.get(v, v) for v in value] if isinstance(value, list) else value}
+    sent = {
+        "cohostIds": [ids.get(v, ids["a"] + "\n" if v == "a\n" else v) for v in value]
+        if isinstance(value, list)
+        else value
+    }
 
     response = await client.post("/rooms", headers=host, json=sent)
 
@@ -204,16 +224,28 @@ async def test_bad_cohosts_are_refused_on_create_with_nothing_made(client, host,
         ({"cohostIds": ["host"]}, 400, "invalid_cohosts"),  # only the statement knows who the host is
         ({"hostId": "new", "cohostIds": ["new"]}, 400, "invalid_cohosts"),
         ({"hostId": "new", "cohostIds": ["a", "a"]}, 400, "invalid_cohosts"),
+        ({"maxParticipants": 3, "cohostIds": ["host"]}, 400, "invalid_cohosts"),  # the limit stays too
         ({"hostId": "not a uuid"}, 400, "invalid_body"),
+        ({"hostId": "new\n"}, 400, "invalid_body"),
         ({"hostId": None}, 400, "invalid_body"),
         ({}, 400, "invalid_body"),
     ],
-    ids=["the host", "the new host", "twice", "a bad host", "a null host", "nothing"],
+    ids=[
+        "the host",
+        "the new host",
+        "twice",
+        "the host beside a limit",
+        "a bad host",
+        "a final newline",
+        "a null host",
+        "nothing",
+    ],
 )
 async def test_bad_changes_of_the_hosts_change_nothing(client, host, db, body, status, error) -> None:
     code = (await create(client, host, cohostIds=[str(uuid.uuid4())]))["roomId"]
     before = await stored(db, code)
-    ids = {"host": user_id(host), "new": str(uuid.uuid4()), "a": str(uuid.uuid4())}
+    new = str(uuid.uuid4())
+    ids = {"host": user_id(host), "new": new, "new\n": new + "\n", "a": str(uuid.uuid4())}
 
     def named(value: Any) -> Any:
         return [ids.get(v, v) for v in value] if isinstance(value, list) else ids.get(value, value)
@@ -223,6 +255,7 @@ async def test_bad_changes_of_the_hosts_change_nothing(client, host, db, body, s
     assert response.status_code == status, response.text
     assert response.json()["error"] == error
     assert await stored(db, code) == before
+    assert await stored_limit(db, code) == 4
 
 
 @pytest.mark.one_topology
@@ -250,7 +283,7 @@ async def test_the_list_by_role(client, host, db) -> None:
 
     assert await listed() == [own]  # the default: the rooms they host
     assert await listed(role="host") == [own]
-    assert sorted(await listed(role="cohost")) == sorted([hosted_by_them[0], hosted_by_them[2]])
+    assert await listed(role="cohost") == [code for code in newest_first if code != own]
     assert await listed(role="any") == newest_first
 
     # Page by page, the cursor keeps the role.
@@ -295,3 +328,40 @@ async def test_the_listing_can_use_its_index(db, role, index) -> None:
         await db.execute("SET LOCAL enable_seqscan = off")
         plan = await db.fetch("EXPLAIN " + rooms.USER_ROOMS[role], uuid.uuid4(), None, None, "all", 21)
     assert index in "\n".join(row[0] for row in plan)
+
+
+@pytest.mark.one_topology
+async def test_a_new_host_has_every_power_and_an_ended_room_keeps_its_hosts(client, host, db) -> None:
+    stranger, cohost = user(), user()
+    code = (await create(client, host))["roomId"]
+    handed = await client.patch(f"/rooms/{code}", headers=host, json={"hostId": user_id(stranger)})
+    assert handed.status_code == 200, handed.text
+
+    named = await client.patch(f"/rooms/{code}", headers=stranger, json={"cohostIds": [user_id(cohost)]})
+    assert named.status_code == 200, named.text
+    assert (await client.get(f"/rooms/{code}/history", headers=stranger)).status_code == 200
+    assert (await client.delete(f"/rooms/{code}", headers=stranger)).status_code == 204
+
+    late = await client.patch(f"/rooms/{code}", headers=stranger, json={"hostId": user_id(host)})
+    assert late.status_code == 410, late.text
+    assert await stored(db, code) == (user_id(stranger), [user_id(cohost)], 4)
+
+
+@pytest.mark.one_topology
+async def test_a_change_racing_the_removal_of_its_cohost(client, host, db) -> None:
+    # Postgres decides on the row as it is when the UPDATE takes it: the co-host's change lands if it
+    # came first, and is refused whole (403, the limit left) if their removal did.
+    for _ in range(5):
+        cohost = user()
+        code = (await create(client, host, cohostIds=[user_id(cohost)]))["roomId"]
+
+        change, removal = await asyncio.gather(
+            client.patch(f"/rooms/{code}", headers=cohost, json={"maxParticipants": 3}),
+            client.patch(f"/rooms/{code}", headers=host, json={"cohostIds": []}),
+        )
+
+        assert removal.status_code == 200, removal.text
+        assert change.status_code in (200, 403), change.text
+        landed = change.status_code == 200
+        assert await stored(db, code) == (user_id(host), [], 3 if landed else 2)
+        assert await stored_limit(db, code) == (3 if landed else 4)
