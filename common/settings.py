@@ -62,6 +62,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_log: Literal["all", "errors", "off"] = "errors"
     # Requests by route and status and their latency in /metrics; off saves their cost per request.
     http_metrics: bool = True
+    # Serve the API's /metrics on this port of ROOMS_HOST instead of the public port; 0: on the public port.
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
 
     # Room policy. Raising the limit is how paid tiers arrive: configuration, not code.
     room_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86400)] = 86400
@@ -89,7 +91,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # consumer that falls further behind than that misses them.
     stream_name: Annotated[str, msgspec.Meta(min_length=1)] = "rooms:events"
     stream_retention_seconds: Annotated[int, msgspec.Meta(ge=3600, le=30 * 86400)] = 86400
-    # Unpublished outbox rows younger than this are left to the API that wrote them.
+    # At most about this many entries stay in the stream whatever their age (`XADD ... MAXLEN ~`), so a
+    # burst of events cannot fill Redis before the retention trims them: docs/scaling.md sizes it for a
+    # day of the target load (10,000 events/s). 0: only the retention trims.
+    stream_max_length: Annotated[int, msgspec.Meta(ge=0, le=10_000_000_000)] = 864_000_000
+    # Unpublished outbox rows younger than this are left to the API that wrote them: above the
+    # database timeout, so that an API still marking what it published is not raced by the relay.
     relay_grace_seconds: Seconds = 2.0
     # When the Redis primaries change (a failover, a restart), events published from this long before
     # they were last seen are published again: Redis replicates asynchronously, so a promoted replica
@@ -109,6 +116,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     expiry_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
     sweep_batch_size: Annotated[int, msgspec.Meta(ge=100, le=50_000)] = 5000
+    # Ended rooms older than this many days leave the database with their history, events and
+    # Idempotency-Keys (daily statistics stay); 0 keeps them for ever.
+    retention_days: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 90
+    # How often the worker prunes (ended rooms past the retention, published outbox rows, old
+    # Idempotency-Keys); also at its start. Same clock rule as the other intervals.
+    prune_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 3600
     # The worker's /metrics and /health, on ROOMS_HOST; 0 serves neither.
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9101
     # /health answers 503 once one of the worker's loops has not come round for this long.
@@ -121,6 +134,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     negative_cache_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
     # Rooms one host may create a minute; 0 disables.
     create_limit_per_minute: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 60
+    # Changes (PATCH) and ends (DELETE) one user may make a minute, over all rooms; 0 disables. Each
+    # change is an event kept in the stream for its retention.
+    change_limit_per_minute: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 60
 
     # Join tickets (docs/signaling.md). Comma-separated paths of PEM Ed25519 private keys: the first
     # signs, all are published. Empty: no tickets are issued (503), the rest of the service runs.
@@ -149,7 +165,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN_SIZE must not exceed {ENV_PREFIX}DB_POOL_MAX_SIZE")
-        for name in ("sweep_interval_seconds", "expiry_interval_seconds"):
+        self._check_lifetimes()
+        for name in ("sweep_interval_seconds", "expiry_interval_seconds", "prune_interval_seconds"):
             if clock_fields(getattr(self, name)) is None:
                 raise SettingsError(
                     f"{ENV_PREFIX}{name.upper()} must divide 60, or be a whole number of minutes dividing 60"
@@ -158,6 +175,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{ENV_PREFIX}LOG_LEVEL must be one of debug, info, warning, error")
         self._check_redis_topology()
         self.admins  # noqa: B018 - parsed now, so that a bad one stops the start
+
+    def _check_lifetimes(self) -> None:
+        """Settings whose meaning depends on another's: each pair named in the message."""
+        pairs = [
+            # A replay republishes events from the stream's last moments: they must still be kept.
+            (
+                "stream_replay_seconds",
+                "stream_retention_seconds",
+                self.stream_replay_seconds <= self.stream_retention_seconds,
+                "must not exceed",
+            ),
+            # An API process may take the database timeout to mark what it published: the relay waits longer.
+            (
+                "relay_grace_seconds",
+                "db_timeout_seconds",
+                self.relay_grace_seconds > self.db_timeout_seconds,
+                "must be above",
+            ),
+            # A batch may take the worker's database timeout to record: it is not taken over before.
+            (
+                "claim_idle_seconds",
+                "worker_db_timeout_seconds",
+                self.claim_idle_seconds > self.worker_db_timeout_seconds,
+                "must be above",
+            ),
+        ]
+        for name, other, holds, rule in pairs:
+            if not holds:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()} ({getattr(self, name)}) {rule} {ENV_PREFIX}{other.upper()} "
+                    f"({getattr(self, other)})"
+                )
+        if self.metrics_port and self.metrics_port == self.port:
+            raise SettingsError(f"{ENV_PREFIX}METRICS_PORT must differ from {ENV_PREFIX}PORT ({self.port})")
 
     def _check_redis_topology(self) -> None:
         if self.queue_redis_url:

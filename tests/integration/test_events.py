@@ -46,7 +46,8 @@ async def history_rows(db: asyncpg.Connection, room_id: str) -> list[asyncpg.Rec
 
 def relay_now(res):
     """The relay's context with no grace period, so rows written a moment ago count as waiting."""
-    settings = msgspec.structs.replace(res.settings, relay_grace_seconds=0.001)
+    # The API's database timeout must be below the grace (an API marks within it); this relay has no API.
+    settings = msgspec.structs.replace(res.settings, relay_grace_seconds=0.001, db_timeout_seconds=0.0005)
     return {"resources": msgspec.structs.replace(res, settings=settings)}
 
 
@@ -151,7 +152,8 @@ async def test_a_relay_repeat_is_recorded_once(client, host, stream_name, worker
 async def test_an_entry_abandoned_between_read_and_ack_is_claimed_and_counted_once(
     settings_with, stream_name, client, host, redis_client, db
 ) -> None:
-    settings = settings_with(claim_idle_seconds=0.2)
+    # The claim idle time must be above the worker's database timeout: a batch may take that long.
+    settings = settings_with(claim_idle_seconds=1.0, worker_db_timeout_seconds=0.9)
     today = datetime.now(UTC).date()
     before = await db.fetchval("SELECT rooms_created FROM daily_room_stats WHERE day = $1", today) or 0
     code = (await client.post("/rooms", headers=host)).json()["roomId"]
@@ -164,7 +166,7 @@ async def test_an_entry_abandoned_between_read_and_ack_is_claimed_and_counted_on
         # It records the event, then dies before acknowledging it.
         await doomed._record([from_stream_fields(entries[0][1])])
 
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.1)
         survivor = HistoryConsumer(res, name="survivor", block_ms=10)
         await survivor.claim_abandoned()
 
@@ -190,17 +192,17 @@ async def test_an_unreadable_entry_goes_to_the_dead_letter_stream(worker_res, st
 async def test_an_entry_delivered_too_often_is_dead_lettered(
     settings_with, stream_name, client, host, redis_client
 ) -> None:
-    settings = settings_with(claim_idle_seconds=0.05, max_deliveries=2)
+    settings = settings_with(claim_idle_seconds=1.0, worker_db_timeout_seconds=0.9, max_deliveries=2)
     await client.post("/rooms", headers=host)
     async with worker_resources(settings) as res:
         consumer = HistoryConsumer(res, name="unlucky", block_ms=10)
         await consumer.ensure_group()
         await consumer.read(own_backlog=False)  # delivery 1, never acknowledged
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.1)
         await redis_client.xclaim(
             stream_name, settings.consumer_group, "unlucky", 0, [(await redis_client.xrange(stream_name))[0][0]]
         )  # delivery 2
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.1)
         await consumer.claim_abandoned()  # delivery 3: over the limit
 
     assert await redis_client.xlen(dead_letter_stream(stream_name)) == 1

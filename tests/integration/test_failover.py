@@ -46,7 +46,7 @@ async def relay_until_done(res: WorkerResources) -> None:
     """Run the relay until nothing is left to publish (its cron would, once a second)."""
     context = {
         "resources": msgspec.structs.replace(
-            res, settings=msgspec.structs.replace(res.settings, relay_grace_seconds=0.001)
+            res, settings=msgspec.structs.replace(res.settings, relay_grace_seconds=0.001, db_timeout_seconds=0.0005)
         )
     }
     for _ in range(20):

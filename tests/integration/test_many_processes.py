@@ -92,8 +92,9 @@ async def test_two_apis_and_two_workers_killed_under_load_record_every_event_onc
         log_level="info",
         create_limit_per_minute="0",
         sweep_interval_seconds="2",
-        claim_idle_seconds="1",
-        relay_grace_seconds="0.5",
+        claim_idle_seconds="2",
+        worker_db_timeout_seconds="1.5",
+        relay_grace_seconds="1.6",
         redis_retry_seconds="0.5",
         workers="1",
         # Two workers share the jobs: one may win none for a long while, and is not stuck for that.

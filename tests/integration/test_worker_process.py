@@ -30,7 +30,13 @@ async def test_worker_resumes_after_sigkill_and_after_a_redis_restart(
 ) -> None:
     redis_url = f"redis://127.0.0.1:{own_redis.port}/0"
     stream = f"test:{uuid.uuid4().hex[:12]}:events"
-    tuning = {"sweep_interval_seconds": 2, "claim_idle_seconds": 1.0, "relay_grace_seconds": 0.5}
+    tuning = {
+        "sweep_interval_seconds": 2,
+        "claim_idle_seconds": 2.0,
+        "worker_db_timeout_seconds": 1.5,
+        "relay_grace_seconds": 0.5,
+        "db_timeout_seconds": 0.4,  # the API's (below the grace), which this worker does not use
+    }
     env = environment(
         database_url=database_url, redis_url=redis_url, stream_name=stream, **{k: str(v) for k, v in tuning.items()}
     )

@@ -120,3 +120,44 @@ def test_the_body_limit_leaves_room_for_the_metadata() -> None:
     ):
         with pytest.raises(SettingsError, match=r"ROOMS_METADATA_MAX_BYTES .* ROOMS_MAX_BODY_BYTES"):
             load_settings(environ)
+
+
+@pytest.mark.parametrize(
+    ("environ", "first", "second"),
+    [
+        (
+            {"ROOMS_STREAM_REPLAY_SECONDS": "7200", "ROOMS_STREAM_RETENTION_SECONDS": "3600"},
+            "ROOMS_STREAM_REPLAY_SECONDS",
+            "ROOMS_STREAM_RETENTION_SECONDS",
+        ),
+        ({"ROOMS_RELAY_GRACE_SECONDS": "1.5"}, "ROOMS_RELAY_GRACE_SECONDS", "ROOMS_DB_TIMEOUT_SECONDS"),
+        (
+            {"ROOMS_RELAY_GRACE_SECONDS": "3", "ROOMS_DB_TIMEOUT_SECONDS": "4"},
+            "ROOMS_RELAY_GRACE_SECONDS",
+            "ROOMS_DB_TIMEOUT_SECONDS",
+        ),
+        ({"ROOMS_CLAIM_IDLE_SECONDS": "10"}, "ROOMS_CLAIM_IDLE_SECONDS", "ROOMS_WORKER_DB_TIMEOUT_SECONDS"),
+        ({"ROOMS_METRICS_PORT": "8000"}, "ROOMS_METRICS_PORT", "ROOMS_PORT"),
+        ({"ROOMS_PRUNE_INTERVAL_SECONDS": "7"}, "ROOMS_PRUNE_INTERVAL_SECONDS", "ROOMS_PRUNE_INTERVAL_SECONDS"),
+    ],
+)
+def test_settings_that_depend_on_each_other_are_refused_naming_both(
+    environ: dict[str, str], first: str, second: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(environ)
+    assert first in str(refused.value)
+    assert second in str(refused.value)
+
+
+def test_settings_that_depend_on_each_other_are_accepted_at_their_bounds() -> None:
+    settings = load_settings(
+        {
+            "ROOMS_STREAM_REPLAY_SECONDS": "3600",
+            "ROOMS_STREAM_RETENTION_SECONDS": "3600",
+            "ROOMS_RELAY_GRACE_SECONDS": "1.6",
+            "ROOMS_CLAIM_IDLE_SECONDS": "10.5",
+            "ROOMS_METRICS_PORT": "9100",
+        }
+    )
+    assert (settings.stream_replay_seconds, settings.relay_grace_seconds, settings.metrics_port) == (3600, 1.6, 9100)
