@@ -24,6 +24,7 @@ from api.routes import health, history, rooms, stats, tickets
 from api.tracing import tracing_middleware
 from common import tracing
 from common.db import pool as db_pool
+from common.environment import load_settings
 from common.logs import configure_logging
 from common.metrics import Metrics, multiprocess_dir
 from common.redis.client import close_redis, create_queue_redis, create_redis
@@ -33,7 +34,7 @@ from common.rooms.codes import generate_room_code
 from common.service.publish import DeferredMarks
 from common.service.rooms import RoomService
 from common.service.tickets import TicketService
-from common.settings import Settings, load_settings
+from common.settings import Settings
 from common.tickets.keys import load_ticket_keys
 
 log = logging.getLogger(__name__)

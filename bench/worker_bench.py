@@ -26,8 +26,9 @@ import asyncpg
 import redis.asyncio as redis
 from scratch import scratch_servers
 
+from common.environment import load_settings
 from common.rooms.events import RoomEvent, RoomEventData, stream_fields
-from common.settings import Settings, load_settings
+from common.settings import Settings
 from worker.history import HistoryConsumer
 from worker.jobs.cache import sweep_room_cache
 from worker.resources import worker_resources

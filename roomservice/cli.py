@@ -20,8 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.environment import load_settings, unknown_variables
 from common.logs import LogFormat, configure_logging, formatter
-from common.settings import ENV_PREFIX, Settings, SettingsError, load_settings, require, unknown_variables
+from common.settings import ENV_PREFIX, Settings, SettingsError, require
 
 if TYPE_CHECKING:
     from granian.server.common import AbstractServer

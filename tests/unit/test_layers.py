@@ -25,7 +25,15 @@ from tests.support.processes import REPO_ROOT
 PACKAGES = ("api", "worker", "common", "roomservice")
 BASE = "common.base"
 # common's own modules: the base, below every sub-package of common.
-BASE_MODULES = ("common.settings", "common.errors", "common.metrics", "common.logs", "common.jobs", "common.tracing")
+BASE_MODULES = (
+    "common.settings",
+    "common.environment",
+    "common.errors",
+    "common.metrics",
+    "common.logs",
+    "common.jobs",
+    "common.tracing",
+)
 
 # What each layer may import besides itself.
 ALLOWED: dict[str, set[str]] = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from redis.asyncio.cluster import RedisCluster
 
+from common.environment import load_settings
 from common.redis.client import create_redis
-from common.settings import load_settings
 
 
 async def test_a_cluster_client_takes_the_credentials_and_tls_of_the_first_node() -> None:

@@ -4,7 +4,8 @@ from uuid import UUID
 
 import pytest
 
-from common.settings import Settings, SettingsError, load_settings
+from common.environment import load_settings
+from common.settings import Settings, SettingsError
 
 
 def test_defaults() -> None:
