@@ -83,6 +83,9 @@ class WorkerMonitor:
         self.group_pending = metrics.gauge(
             "consumer_group_pending", "Stream entries read by a consumer and not yet acknowledged."
         )
+        self._pruned = metrics.counter(
+            "worker_pruned_rows_total", "Rows the pruning deleted, by table (worker/jobs/prune.py).", ("table",)
+        )
         self.outbox_unpublished = metrics.gauge("outbox_unpublished", "Outbox events not yet on the stream.")
         self.outbox_oldest_age = metrics.gauge(
             "outbox_oldest_unpublished_age_seconds", "Age of the oldest event not yet on the stream (0 if none)."
@@ -94,6 +97,9 @@ class WorkerMonitor:
 
     def recorded(self, events: int) -> None:
         self._events_recorded.inc(events)
+
+    def pruned(self, table: str, rows: int) -> None:
+        self._pruned.labels(table).inc(rows)
 
     def job_ran(self, job: str, ok: bool, seconds: float) -> None:
         self._job_runs.labels(job, "ok" if ok else "failed").inc()

@@ -12,7 +12,8 @@ from common.settings import clock_fields
 from common.tracing import traced_job
 from worker.jobs.cache import restore_room_cache, sweep_room_cache
 from worker.jobs.expiry import expire_rooms
-from worker.jobs.outbox import prune_outbox, relay_outbox
+from worker.jobs.outbox import relay_outbox
+from worker.jobs.prune import RUN_SECONDS, prune
 from worker.monitor import observed
 from worker.resources import WorkerResources
 
@@ -47,7 +48,13 @@ def worker_settings(res: WorkerResources) -> dict[str, Any]:
                 run_at_startup=True,
                 timeout=600,
             ),
-            cron(job(prune_outbox), minute={17}, second=0, timeout=300),
+            # At the start too: a worker that restarts more often than the interval still prunes.
+            cron(
+                job(prune),
+                **on_clock(settings.prune_interval_seconds),
+                run_at_startup=True,
+                timeout=RUN_SECONDS + settings.worker_db_timeout_seconds,  # its last batch may finish
+            ),
         ],
         "ctx": {"resources": res},
         "max_jobs": 20,

@@ -1,13 +1,13 @@
-"""The outbox relay, and pruning: events Redis did not take when they happened are published once it is
-back; rows the stream no longer holds go."""
+"""The outbox relay: events Redis did not take when they happened are published once it is back.
+(Published rows go with the pruning, worker/jobs/prune.py.)"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from common.db import idempotency, outbox
+from common.db import outbox
 from common.db.outbox import Outboxed
 from common.db.pool import Connection, connection
 from common.db.primaries import note_primaries, unmark_replay_batch
@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 # One relay at a time across all workers, so events leave in outbox order.
 _RELAY_LOCK = 0x52656C61  # "Rela"
 _BATCH = 500
-_PRUNE_BATCH = 10_000
 # Events of a replay window made unpublished again per run: above the event rate at peak, so that a
 # replay ends, and a short statement (about a third of a second).
 _REPLAY_BATCH = 20_000
@@ -76,23 +75,3 @@ async def _note_primaries(conn: Connection, identity: str, replay: int) -> None:
         )
     if seen.replaying and (unmarked := await unmark_replay_batch(conn, _REPLAY_BATCH)):
         log.info("%d events of the replay window are published again", unmarked)
-
-
-async def prune_outbox(ctx: dict[str, Any]) -> int:
-    """Drop published outbox rows once the stream no longer holds their events either, and
-    Idempotency-Keys past their 24 hours. Returns how many rows went."""
-    res: WorkerResources = ctx["resources"]
-    retention = res.settings.stream_retention_seconds
-    prunes: list[Callable[[Connection], Awaitable[int]]] = [
-        lambda conn: outbox.prune_published(conn, retention, _PRUNE_BATCH),
-        lambda conn: idempotency.prune_idempotency_keys(conn, _PRUNE_BATCH),
-    ]
-    pruned = 0
-    for prune in prunes:
-        while True:  # in batches, each its own short transaction
-            async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
-                deleted = await prune(conn)
-            pruned += deleted
-            if deleted < _PRUNE_BATCH:
-                break
-    return pruned

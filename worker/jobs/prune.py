@@ -1,0 +1,90 @@
+"""Pruning, at the worker's start and every ROOMS_PRUNE_INTERVAL_SECONDS: ended rooms past the retention
+with all that is recorded about them, outbox rows the stream no longer holds, Idempotency-Keys past
+their 24 hours. In batches, each a short transaction of its own, so writes never wait long.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from common.db import idempotency, outbox, retention
+from common.db.pool import Connection, connection
+from worker.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+
+# Rooms per batch: about 50 ms of locks at 3 history rows a room (docs/scaling.md).
+ROOM_BATCH = 1000
+# Outbox rows and keys per batch: single-table deletes of narrow rows.
+_ROW_BATCH = 10_000
+# A run stops starting batches after this long, inside the cron's timeout (worker/schedule.py): a
+# backlog (the first run on years of rooms) is worked off over several runs, each ending cleanly.
+RUN_SECONDS = 240.0
+
+_BEGINNING = datetime.min.replace(tzinfo=UTC)
+
+
+async def prune(ctx: dict[str, Any]) -> int:
+    """Prune what is past its keeping; returns how many rows went (the daily statistics are kept)."""
+    res: WorkerResources = ctx["resources"]
+    deadline = time.monotonic() + RUN_SECONDS
+    pruned = await _prune_rooms(res, deadline)
+    stream_retention = res.settings.stream_retention_seconds
+    pruned += await _prune_rows(
+        res, "room_events", lambda conn: outbox.prune_published(conn, stream_retention, _ROW_BATCH), deadline
+    )
+    pruned += await _prune_rows(
+        res, "idempotency_keys", lambda conn: idempotency.prune_idempotency_keys(conn, _ROW_BATCH), deadline
+    )
+    return pruned
+
+
+def retention_seconds(res: WorkerResources) -> float | None:
+    """How long ago a room must have ended to be pruned; None: rooms are kept for ever.
+
+    Never less than the stream keeps events: an event of the room read from the stream after its
+    history went would be recorded again, and counted into the daily statistics a second time.
+    """
+    days = res.settings.retention_days
+    return None if days == 0 else float(max(days * 86400, res.settings.stream_retention_seconds))
+
+
+async def _prune_rooms(res: WorkerResources, deadline: float) -> int:
+    older_than = retention_seconds(res)
+    if older_than is None:
+        return 0
+    after, pruned = _BEGINNING, 0
+    while time.monotonic() < deadline:
+        async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
+            batch = await retention.prune_ended_rooms(conn, older_than, after, ROOM_BATCH)
+        res.monitor.pruned("meetings", batch.rooms)
+        res.monitor.pruned("room_history", batch.history)
+        res.monitor.pruned("room_events", batch.events)
+        res.monitor.pruned("idempotency_keys", batch.keys)
+        pruned += batch.rooms + batch.history + batch.events + batch.keys
+        if batch.last_expiry is None or batch.rooms < ROOM_BATCH:
+            break
+        after = batch.last_expiry
+    else:
+        log.warning("pruning stopped after %.0f s with ended rooms left; the next run goes on", RUN_SECONDS)
+    if pruned:
+        log.info("pruned %d rows of rooms ended more than %.0f s ago", pruned, older_than)
+    return pruned
+
+
+async def _prune_rows(
+    res: WorkerResources, table: str, prune_batch: Callable[[Connection], Awaitable[int]], deadline: float
+) -> int:
+    pruned = 0
+    while time.monotonic() < deadline:
+        async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
+            deleted = await prune_batch(conn)
+        res.monitor.pruned(table, deleted)
+        pruned += deleted
+        if deleted < _ROW_BATCH:
+            break
+    return pruned
