@@ -3,7 +3,12 @@
 Each create is a write and a commit; what costs is not the row but the round trip, the connection
 taken from the pool and the commit. Creates gathered within one turn of the event loop share all
 three, the way `GuardedRedis` gathers Redis calls. Each request keeps its own answer: its room, or
-its key found taken, or its own failure.
+its key found taken, or its own failure, within its own bound.
+
+A statement may claim an Idempotency-Key once only, and a second claim of a key waits for the
+first's transaction. So a request whose key another request of this process is claiming (a client's
+retry) waits alone: for that claim to end, then in a statement of its own. It never joins a batch,
+so the creates of other keys never wait on it, nor inherit its deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from common.db import rooms
 from common.db.outbox import Outboxed
 from common.db.pool import Pool, connection
 from common.db.rooms import NewRoom
-from common.errors import NoFreeRoomCode
+from common.errors import DatabaseUnavailable, NoFreeRoomCode
 from common.metrics import Metrics
 from common.rooms.model import Room
 from common.service.idempotency import Claim
@@ -54,6 +59,8 @@ class RoomInserts:
         self._new_code = new_code
         self._gathering: list[_Waiting] = []
         self._in_flight: set[asyncio.Task[None]] = set()  # batches being sent: referenced until done
+        # The keys requests of this process are claiming, each with the event set when its claim ends.
+        self._claiming: dict[tuple[UUID, str], asyncio.Event] = {}
 
     async def insert(
         self,
@@ -80,51 +87,70 @@ class RoomInserts:
             metadata=metadata,
             cohost_ids=cohost_ids,
         )
-        waiting = _Waiting(room, loop.time(), loop.create_future())
+        since = loop.time()
+        if claim is None:
+            return await self._insert_gathered(room, since)
+        # One claim of a key at a time in this process: the first goes with its turn's batch, any
+        # other (a retry) waits for the claims before it to end, then goes alone.
+        key = (host_id, claim.key)
+        retry = key in self._claiming
+        while (claimed := self._claiming.get(key)) is not None:
+            await self._wait_for(claimed, since)
+        self._claiming[key] = claim_ended = asyncio.Event()
+        try:
+            return await (self._insert_alone(room, since) if retry else self._insert_gathered(room, since))
+        finally:
+            claim_ended.set()
+            del self._claiming[key]
+
+    async def _insert_gathered(self, room: NewRoom, since: float) -> Made:
+        """The room in the statement of this turn's creates."""
+        waiting = _Waiting(room, since, asyncio.get_running_loop().create_future())
         self._gathering.append(waiting)
         if len(self._gathering) == 1:
-            loop.call_soon(self._send_gathered)  # after every request of this turn has had its say
+            asyncio.get_running_loop().call_soon(self._send_gathered)  # after every request of this turn
         made = await waiting.answer
         if isinstance(made, _Alone):
-            return await self._insert_alone(waiting.room)
+            return await self._insert_alone(waiting.room, since)
         return made
 
+    async def _wait_for(self, claimed: asyncio.Event, since: float) -> None:
+        """Wait for another request's claim of the same key, within this request's own bound."""
+        try:
+            async with asyncio.timeout(self._left(since)):
+                await claimed.wait()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable("database unavailable: an earlier request with this key is under way") from exc
+
+    def _left(self, since: float) -> float:
+        """What is left of the bound of a request asked for at `since` (loop time)."""
+        return max(since + self._timeout - asyncio.get_running_loop().time(), 0.001)
+
     def _send_gathered(self) -> None:
-        """Send what was gathered. Within one statement the rows have distinct codes (a code drawn
-        twice is drawn again: the rows are told apart by it) and distinct keys (Postgres claims a key
-        once per statement): a second request with a key waits for the statement of the first, then
-        goes in the next one and finds the key taken."""
+        """Send what was gathered in one statement. Within it the rows have distinct codes (a code
+        drawn twice is drawn again: the rows are told apart by it); their keys are distinct already,
+        since a key being claimed never joins a batch (see `insert`)."""
         batch: list[_Waiting] = []
-        later: list[_Waiting] = []
-        keys: set[tuple[UUID, str]] = set()
         codes: set[str] = set()
         for waiting in self._gathering:
             if waiting.answer.done():
                 continue  # cancelled before it left: never sent
-            claim = waiting.room.idempotency
-            if claim is not None and (waiting.room.host_id, claim[0]) in keys:
-                later.append(waiting)
-                continue
-            if claim is not None:
-                keys.add((waiting.room.host_id, claim[0]))
             while waiting.room.room_id in codes:
                 waiting.room = waiting.room._replace(room_id=self._new_code())
             codes.add(waiting.room.room_id)
             batch.append(waiting)
-        self._gathering = later
+        self._gathering = []
         if batch:
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
-            if later:
-                task.add_done_callback(lambda _: self._send_gathered())
 
     async def _send(self, batch: list[_Waiting]) -> None:
-        """One statement for the batch, bounded by the earliest bound among its requests."""
-        left = batch[0].since + self._timeout - asyncio.get_running_loop().time()
+        """One statement for the batch, bounded by the earliest bound among its requests (all of them
+        asked within the turn that sent it)."""
         made: list[Made] | None = None
         try:
-            async with connection(self._pool, max(left, 0.001)) as conn:
+            async with connection(self._pool, self._left(min(waiting.since for waiting in batch))) as conn:
                 made = await rooms.create_rooms(conn, [waiting.room for waiting in batch])
         except asyncpg.UniqueViolationError as exc:
             outcome: BaseException | _Alone = _Alone() if exc.constraint_name == "meetings_room_id_key" else exc
@@ -150,13 +176,14 @@ class RoomInserts:
             if not waiting.answer.done():
                 waiting.answer.set_result(one)
 
-    async def _insert_alone(self, room: NewRoom) -> Made:
-        """The room in a statement of its own, drawing another code while the drawn one is taken."""
+    async def _insert_alone(self, room: NewRoom, since: float) -> Made:
+        """The room in a statement of its own, drawing another code while the drawn one is taken,
+        within the bound of the request asked for at `since`."""
         for attempt in range(_CODE_ATTEMPTS):
             if attempt:
                 room = room._replace(room_id=self._new_code())
             try:
-                async with connection(self._pool, self._timeout) as conn:
+                async with connection(self._pool, self._left(since)) as conn:
                     return (await rooms.create_rooms(conn, [room]))[0]
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != "meetings_room_id_key":
