@@ -3,19 +3,27 @@
 A consumer group spreads entries over the workers. An entry is acknowledged only after its effect is
 committed, and the effect is idempotent by `eventId`, so redelivery (after a crash, or to another
 worker that claims it) never counts twice.
+
+An entry goes to the dead-letter stream for a failure of its own: it cannot be decoded, Postgres
+refuses it, or it was delivered `max_deliveries` times to consumers that vanished without an answer
+(an entry that kills its worker). Waiting is not failing: a consumer renews its hold on the entries
+in hand while it works on them (above all while it waits out a Postgres outage), so no other
+consumer claims them, and the delivery count grows only when a consumer dies or stops with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
+from redis.typing import StreamIdT
 
 from common.db.history import record_history
 from common.db.pool import connection
@@ -92,10 +100,14 @@ class HistoryConsumer:
         return [(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries if fields]
 
     async def handle(self, entries: Sequence[Entry]) -> None:
-        """Record a batch and acknowledge it. A Postgres outage is waited out; if the worker is stopping
-        meanwhile, this raises and the batch stays pending, to be re-read or claimed later."""
+        """Record a batch and acknowledge it. A Postgres outage is waited out, holding the batch; if the
+        worker is stopping meanwhile, this raises and the batch stays pending, to be re-read or claimed later."""
         if not entries:
             return
+        async with self._holding([entry_id for entry_id, _ in entries]):
+            await self._record_and_ack(entries)
+
+    async def _record_and_ack(self, entries: Sequence[Entry]) -> None:
         events: list[tuple[bytes, RoomEvent]] = []
         for entry_id, fields in entries:
             try:
@@ -113,6 +125,31 @@ class HistoryConsumer:
                 except asyncpg.PostgresError as exc:
                     await self.dead_letter(entry_id, dict(entries)[entry_id], f"refused by the database: {exc}")
         await self._ack([entry_id for entry_id, _ in events])
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, entry_ids: list[bytes]) -> AsyncIterator[None]:
+        """Keep the entries this consumer's while the block runs, however long it waits."""
+        renewing = asyncio.ensure_future(self._renew_hold(entry_ids))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _renew_hold(self, entry_ids: list[bytes]) -> None:
+        """Reset the entries' idle time well within the claim idle time, so that no other consumer's
+        XAUTOCLAIM takes them. XCLAIM with JUSTID does not count a delivery; entries acknowledged
+        meanwhile are no longer pending and are left alone."""
+        ids: list[StreamIdT] = list(entry_ids)
+        while True:
+            await asyncio.sleep(self._claim_idle_ms / 3000)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._redis.xclaim(self._stream, self._group, self.name, 0, ids, justid=True)
+            except (RedisError, OSError, TimeoutError) as exc:
+                # Redis is away too: nobody can claim them meanwhile. Try again at the next turn.
+                log.warning("could not renew the hold on %d stream entries: %r", len(entry_ids), exc)
 
     async def claim_abandoned(self) -> None:
         """Take over entries left pending by a consumer that died; dead-letter those tried too often."""
@@ -144,7 +181,8 @@ class HistoryConsumer:
         await self._ack([entry_id])
 
     async def _drop_exhausted(self, claimed: list[Entry]) -> list[Entry]:
-        """Dead-letter the claimed entries delivered more than `max_deliveries` times; return the rest."""
+        """Dead-letter the claimed entries delivered more than `max_deliveries` times; return the rest.
+        A delivery counts only when a consumer went away without an answer (see `_renew_hold`)."""
         pipe = self._redis.pipeline(transaction=False)
         for entry_id, _ in claimed:
             pipe.xpending_range(self._stream, self._group, min=entry_id, max=entry_id, count=1)
@@ -168,8 +206,9 @@ class HistoryConsumer:
                     await self._redis.xgroup_delconsumer(self._stream, self._group, name)
 
     async def _record(self, events: list[RoomEvent]) -> None:
-        """Record, waiting out a Postgres outage here: re-reading the batch after a restart would count
-        as another delivery, and enough of those would send good events to the dead-letter stream."""
+        """Record, waiting out a Postgres outage here, the batch held (see `_holding`): re-reading it after
+        a restart would count as another delivery, and enough of those would send good events to the
+        dead-letter stream."""
         if not events:
             return
         backoff = Backoff(self._stop)
