@@ -121,7 +121,7 @@ async def test_health_names_a_stuck_loop_until_it_moves_again(
     """A history consumer held up by a lock (a migration, say) stops coming round: /health says so
     and names it, while the jobs go on; once the lock goes, it is healthy again."""
     # The consumer's statement may wait for the lock far longer than it takes to be called stuck.
-    extra = {"worker_stuck_seconds": "2", "worker_db_timeout_seconds": "60"}
+    extra = {"worker_stuck_seconds": "2", "worker_db_timeout_seconds": "60", "claim_idle_seconds": "120"}
     with running_worker(settings, own_redis, tmp_path / "worker.log", **extra) as worker:
         await eventually(lambda: _healthy(worker), 20, "the worker healthy at first")
         blocker = await asyncpg.connect(database_url, timeout=10)
