@@ -42,7 +42,7 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
     metrics = Metrics()
     guarded = GuardedRedis(client, settings, metrics, settings.worker_redis_timeout_seconds, scripts=[PUT_ROOM])
     cache = RoomCache(guarded, metrics)
-    publisher = Publisher(cache, EventStream(settings.stream_name, settings.stream_retention_seconds))
+    publisher = Publisher(cache, EventStream.from_settings(settings))
     await guarded.load_scripts()
     try:
         yield WorkerResources(

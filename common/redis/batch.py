@@ -1,9 +1,22 @@
-"""Many callers' pipelines sent as one: each caller's commands run in its order, and each caller gets
-back its own results, or its own first error.
+"""Many callers' commands sent together: each caller's commands run in its order, and each caller gets
+back a result per command (a command Redis refused with its error in its place), or its own error.
 
-This is how concurrent requests share a round trip (see `GuardedRedis.pipeline`): what costs is not
+This is how concurrent requests share a round trip (see common/redis/gathering.py): what costs is not
 Redis but the client's work per round trip (a connection taken from the pool, a write, a read, a
 task woken), and that work is the same for one command as for a hundred.
+
+A caller is either a `Read` (values of keys that share a cluster slot) or a sequence of stages, each a
+function that queues commands on a `CommandQueue`. There are two ways of sending them, one per kind of
+client:
+
+- **one round trip** (one server, or the primary the Sentinels name): every command of every caller
+  goes in one pipeline, on one connection, where Redis runs them in the order sent; the reads go
+  first, all of them merged into one MGET.
+- **stage by stage** (a cluster): a cluster pipeline sends to each node at once, so the order between
+  commands on different nodes holds only between round trips: every caller's first stage (and each
+  read, as an MGET of its own: keys of different slots cannot share one) goes in the first, every
+  second stage once those are answered, and so on. A stage goes out whatever the earlier stages
+  answered: a refused command fails itself alone.
 """
 
 from __future__ import annotations
@@ -12,22 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.exceptions import (
-    AskError,
-    ClusterError,
-    DataError,
-    NoScriptError,
-    ReadOnlyError,
-    ResponseError,
-    TryAgainError,
-)
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import DataError
 
-from common.redis.client import AnyPipeline, RedisClient
+from common.redis.client import RedisClient
+from common.redis.commands import Command, CommandQueue, send
 from common.redis.scripts import LuaScript
 
-# Queues one step of a caller's commands on a pipeline.
-Stage = Callable[[AnyPipeline], object]
+# Queues one step of a caller's commands.
+Stage = Callable[[CommandQueue], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,162 +45,119 @@ class Read:
 
 Caller = Sequence[Stage] | Read
 
-# A caller's results: a result per command it queued, or for a `Read` a value per key; or the
-# first error among its commands.
+# A caller's results: a result per command it queued (a refused command's error in its place), or
+# for a `Read` a value per key; or, if what it queued could not be sent at all (its stage raised, or
+# redis-py could not encode an argument), that error alone.
 Outcome = list[Any] | Exception
+
+# A caller's commands, stage by stage, or the error its stages raised.
+_Recorded = list[list[Command]] | Exception
 
 
 async def run_batch(client: RedisClient, callers: Sequence[Caller], scripts: Mapping[str, LuaScript]) -> list[Outcome]:
-    """Run every caller's commands; an outcome per caller, in the same order.
+    """Send every caller's commands; an outcome per caller, in the same order.
 
-    The order each caller asks for holds across keys and nodes. On one server everything goes in one
-    round trip, on one connection, where Redis runs the commands in the order sent; the reads go
-    first, all of them as one MGET. A cluster pipeline sends to each node at once, so there the
-    callers' first stages (and each read, an MGET of its own: keys of different slots cannot share
-    one) go together, then, once those are answered, the second stages of the callers whose first did
-    not fail, and so on. Raises only if the round trip itself fails (Redis unreachable, or too slow
-    for the callers' bound, or a node failing over): then none of them can tell what ran.
-
-    A caller whose commands Redis refuses, or whose stage raises, or with an argument redis-py cannot
-    encode, gets that error as its outcome; the others get theirs.
+    Raises only if a round trip itself fails (Redis unreachable, or too slow for the callers' bound,
+    or a node failing over): then none of them can tell what ran.
     """
+    recorded = [_record(caller) for caller in callers]
     try:
-        return await _run_batch(client, callers, scripts)
+        return await _send_recorded(client, callers, recorded, scripts)
     except DataError as refused:
         if len(callers) == 1:
             return [refused]
-        # Some caller's argument could not be encoded, which fails a pipeline before anything is
-        # sent on one server: each caller alone, so that it fails only its own.
-        return [await _alone(client, caller, scripts) for caller in callers]
+        # Some caller's argument could not be encoded, which fails a pipeline before anything is sent
+        # on one server: each caller alone, so that it fails only its own.
+        return [await _alone(client, caller, rec, scripts) for caller, rec in zip(callers, recorded, strict=True)]
 
 
-async def _alone(client: RedisClient, caller: Caller, scripts: Mapping[str, LuaScript]) -> Outcome:
+async def _alone(client: RedisClient, caller: Caller, recorded: _Recorded, scripts: Mapping[str, LuaScript]) -> Outcome:
     try:
-        return (await _run_batch(client, [caller], scripts))[0]
+        return (await _send_recorded(client, [caller], [recorded], scripts))[0]
     except DataError as refused:
         return refused
 
 
-async def _run_batch(client: RedisClient, callers: Sequence[Caller], scripts: Mapping[str, LuaScript]) -> list[Outcome]:
-    if isinstance(client, RedisCluster):
-        staged = [[_read_stage(caller)] if isinstance(caller, Read) else caller for caller in callers]
-        outcomes = await _run_in_order(client, staged, scripts, rounds=max(map(len, staged), default=0))
-        return [_unwrap(o) if isinstance(c, Read) else o for c, o in zip(callers, outcomes, strict=True)]
-
-    reads = [caller for caller in callers if isinstance(caller, Read)]
-    others = [caller for caller in callers if not isinstance(caller, Read)]
-    if not reads:
-        return await _run_in_order(client, others, scripts, rounds=1)
-    merged = Read(tuple(key for read in reads for key in read.keys))
-    values, *done = await _run_in_order(client, [[_read_stage(merged)], *others], scripts, rounds=1)
-    read_outcomes, other_outcomes = iter(_split(_unwrap(values), reads)), iter(done)
-    return [next(read_outcomes) if isinstance(caller, Read) else next(other_outcomes) for caller in callers]
-
-
-def _read_stage(read: Read) -> Stage:
-    # execute_command: redis-py refuses the mget method on a cluster pipeline, though it routes the
-    # command itself when its keys share a slot.
-    return lambda pipe: pipe.execute_command("MGET", *read.keys)
+def _record(caller: Caller) -> _Recorded:
+    if isinstance(caller, Read):
+        # As a bare MGET: redis-py refuses the mget method on a cluster pipeline, though it routes the
+        # command itself when its keys share a slot.
+        return [[Command(("MGET", *caller.keys), {})]]
+    stages = []
+    for stage in caller:
+        queue = CommandQueue()
+        try:
+            stage(queue)
+        except Exception as bug:  # this caller's alone: nothing of it is sent
+            return bug
+        stages.append(queue.commands)
+    return stages
 
 
-def _unwrap(outcome: Outcome) -> Outcome:
-    """A read's values out of its MGET's results."""
-    return outcome if isinstance(outcome, Exception) else outcome[0]
-
-
-def _split(values: Outcome, reads: Sequence[Read]) -> list[Outcome]:
-    """Each read's share of one merged MGET (or its error, for all of them)."""
-    if isinstance(values, Exception):
-        return [values] * len(reads)
-    shares: list[Outcome] = []
-    start = 0
-    for read in reads:
-        shares.append(values[start : start + len(read.keys)])
-        start += len(read.keys)
-    return shares
-
-
-async def _run_in_order(
-    client: RedisClient, callers: Sequence[Sequence[Stage]], scripts: Mapping[str, LuaScript], rounds: int
+async def _send_recorded(
+    client: RedisClient, callers: Sequence[Caller], recorded: Sequence[_Recorded], scripts: Mapping[str, LuaScript]
 ) -> list[Outcome]:
-    """Every caller's stages in `rounds` round trips: all of them in one, or on a cluster the n-th stage
-    of each caller in the n-th (a caller's later stages are dropped once one has failed)."""
-    outcomes: list[Outcome] = [[] for _ in callers]
-    for round_index in range(rounds):
-        pipe = client.pipeline(transaction=False)
-        spans = []  # (caller, first command, end)
-        for caller, stages in enumerate(callers):
-            if isinstance(outcomes[caller], Exception):
-                continue
-            start = len(pipe)
-            try:
-                for stage in stages if rounds == 1 else stages[round_index : round_index + 1]:
-                    stage(pipe)
-            except Exception as bug:  # this caller's alone: what it queued is taken back
-                del _queued(pipe)[start:]
-                outcomes[caller] = bug
-                continue
-            if len(pipe) > start:
-                spans.append((caller, start, len(pipe)))
-        if not spans:
-            continue
-        results = await _execute(client, pipe, scripts)
-        for caller, start, end in spans:
-            mine = results[start:end]
-            failed = next((result for result in mine if isinstance(result, Exception)), None)
-            outcomes[caller] = failed if failed is not None else outcomes[caller] + mine  # type: ignore[operator]
+    if isinstance(client, RedisCluster):
+        outcomes = await _stage_by_stage(client, recorded, scripts)
+        # A read's outcome is its MGET's results: the values, or the MGET's error.
+        return [
+            _values(outcome) if isinstance(caller, Read) else outcome
+            for caller, outcome in zip(callers, outcomes, strict=True)
+        ]
+    return await _one_round_trip(client, callers, recorded, scripts)
+
+
+async def _one_round_trip(
+    client: RedisClient, callers: Sequence[Caller], recorded: Sequence[_Recorded], scripts: Mapping[str, LuaScript]
+) -> list[Outcome]:
+    merged_keys = [key for caller in callers if isinstance(caller, Read) for key in caller.keys]
+    commands = [Command(("MGET", *merged_keys), {})] if merged_keys else []
+    spans: list[tuple[int, int]] = []  # each caller's commands: [start, end) of `commands`
+    for caller, stages in zip(callers, recorded, strict=True):
+        start = len(commands)
+        if not isinstance(caller, Read) and not isinstance(stages, Exception):
+            commands.extend(command for stage in stages for command in stage)
+        spans.append((start, len(commands)))
+    results = await send(client, commands, scripts) if commands else []
+
+    merged = _values(results[:1]) if merged_keys else []
+    outcomes: list[Outcome] = []
+    read_from = 0  # where the next read's values start in the merged MGET's
+    for caller, stages, (start, end) in zip(callers, recorded, spans, strict=True):
+        if isinstance(caller, Read):
+            outcomes.append(
+                merged if isinstance(merged, Exception) else merged[read_from : read_from + len(caller.keys)]
+            )
+            read_from += len(caller.keys)
+        else:
+            outcomes.append(stages if isinstance(stages, Exception) else results[start:end])
     return outcomes
 
 
-async def _execute(client: RedisClient, pipe: AnyPipeline, scripts: Mapping[str, LuaScript]) -> list[Any]:
-    """The pipeline's results, a command's error in its place. Script calls that met NOSCRIPT (Redis
-    restarted, or a failover promoted a replica that never loaded the script) failed alone, the other
-    commands having run: the scripts are loaded (on every primary of a cluster) and just those calls
-    run again."""
-    queued = _queued(pipe)  # taken before `execute`, which gives the pipeline a new, empty stack
-    results: list[Any] = await pipe.execute(raise_on_error=False)
-    unscripted = [
-        i
-        for i, result in enumerate(results)
-        if isinstance(result, NoScriptError) and str(_command(queued[i])[0][1]) in scripts
-    ]
-    if unscripted:
-        for sha in {str(_command(queued[i])[0][1]) for i in unscripted}:
-            await client.script_load(scripts[sha].source)
-        again = client.pipeline(transaction=False)
-        for i in unscripted:
-            args, options = _command(queued[i])
-            again.execute_command(*args, **options)
-        for i, result in zip(unscripted, await again.execute(raise_on_error=False), strict=True):
-            results[i] = result
-    for result in results:
-        if isinstance(result, Exception) and not _refused(result):
-            raise result  # a node unreachable or failing over: none of the callers can tell what ran
-    for i, result in enumerate(results):
-        if isinstance(result, Exception):
-            # Name the failing command, as redis-py does when it raises from a pipeline itself.
-            name = _command(queued[i])[0][0]
-            result.args = (f"{name} in a pipeline failed: {result.args[0] if result.args else ''}",)
-    return results
+async def _stage_by_stage(
+    client: RedisClient, recorded: Sequence[_Recorded], scripts: Mapping[str, LuaScript]
+) -> list[Outcome]:
+    outcomes: list[Outcome] = [stages if isinstance(stages, Exception) else [] for stages in recorded]
+    rounds = max((len(stages) for stages in recorded if not isinstance(stages, Exception)), default=0)
+    for round_index in range(rounds):
+        commands: list[Command] = []
+        spans: list[tuple[list[Any], int, int]] = []  # (a caller's results so far, start, end)
+        for stages, outcome in zip(recorded, outcomes, strict=True):
+            if isinstance(stages, Exception) or isinstance(outcome, Exception) or round_index >= len(stages):
+                continue
+            start = len(commands)
+            commands.extend(stages[round_index])
+            spans.append((outcome, start, len(commands)))
+        if commands:
+            results = await send(client, commands, scripts)
+            for so_far, start, end in spans:
+                so_far.extend(results[start:end])
+    return outcomes
 
 
-def _refused(error: Exception) -> bool:
-    """Whether Redis refused this one command (a wrong type, say), rather than a node being unable to
-    run anything: a cluster pipeline reports the loss of a connection, or a failover, as a result."""
-    return isinstance(error, ResponseError) and not isinstance(error, _NODE_TROUBLE)
-
-
-# Refusals that say the node, not the command, is in trouble.
-_NODE_TROUBLE = (ClusterError, TryAgainError, ReadOnlyError, AskError)
-
-
-def _queued(pipe: AnyPipeline) -> list[Any]:
-    """The pipeline's stack of queued commands (the list itself: no copy on the hot path)."""
-    return pipe._command_stack if isinstance(pipe, ClusterPipeline) else pipe.command_stack
-
-
-def _command(queued: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """One queued command as (args, options), whichever kind of pipeline queued it."""
-    if isinstance(queued, tuple):
-        return queued
-    return queued.args, dict(queued.kwargs)  # a cluster pipeline's PipelineCommand
+def _values(mget_results: Outcome) -> Outcome:
+    """A read's values out of its MGET's results (or the MGET's error)."""
+    if isinstance(mget_results, Exception):
+        return mget_results
+    values: Outcome = mget_results[0]
+    return values

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-from common.redis.client import AnyPipeline
+from common.redis.commands import CommandQueue
 from common.redis.guarded import GuardedRedis
 from common.redis.keys import missing_room_key, rate_counter_key
 
@@ -29,7 +29,7 @@ class RateCounters:
         (in the same round trip)."""
         counter, retry_after = _window("miss", client)
 
-        def commands(pipe: AnyPipeline) -> None:
+        def commands(pipe: CommandQueue) -> None:
             if unknown_room_id is not None:
                 pipe.set(missing_room_key(unknown_room_id), b"1", ex=remember_seconds)
             pipe.incr(counter)
@@ -49,7 +49,7 @@ class RateCounters:
     async def _count(self, kind: str, client: str) -> Counted | None:
         counter, retry_after = _window(kind, client)
 
-        def commands(pipe: AnyPipeline) -> None:
+        def commands(pipe: CommandQueue) -> None:
             pipe.incr(counter)
             pipe.expire(counter, _COUNTER_TTL_SECONDS)
 

@@ -2,18 +2,14 @@
 
 Redis is an accelerator and a mailbox here, never a requirement: a guarded call degrades to a default
 when Redis is down or slow (the caller decides what that means), and a circuit breaker makes an
-outage cost nothing once it is known.
-
-The pipelines that concurrent requests ask for within one turn of the event loop go out together, as
-one pipeline (the way ioredis, rueidis and Lettuce pipeline automatically): one round trip, one
-connection taken from the pool, one task woken, however many requests share it.
+outage cost nothing once it is known. The pipelines of requests are gathered per turn of the event
+loop (common/redis/gathering.py) and sent together (common/redis/batch.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
@@ -23,19 +19,11 @@ from common.metrics import Metrics
 from common.redis.batch import Caller, Outcome, Read, Stage, run_batch
 from common.redis.breaker import CircuitBreaker
 from common.redis.client import REDIS_UNAVAILABLE, RedisClient, restore_seeds
+from common.redis.gathering import Gathering
 from common.redis.scripts import LuaScript
 from common.settings import Settings
 
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class _Waiting:
-    """A request's commands, gathered for the next batch."""
-
-    caller: Caller
-    since: float  # loop time it was asked for: its bound runs from here
-    answer: asyncio.Future[list[Any] | None]
 
 
 class GuardedRedis:
@@ -54,8 +42,7 @@ class GuardedRedis:
         self._metrics = metrics
         self._scripts = {script.sha: script for script in scripts}
         self._seeds = settings.cluster_nodes if settings.redis_mode == "cluster" else []
-        self._gathering: list[_Waiting] = []
-        self._in_flight: set[asyncio.Task[None]] = set()  # batches gathered or being sent, until done
+        self._gathering = Gathering(self._send_batch)
 
     @property
     def available(self) -> bool:
@@ -70,14 +57,27 @@ class GuardedRedis:
     async def pipeline(self, *stages: Stage) -> list[Any] | None:
         """The commands that `stages` queue, run in order; their results, or None if Redis is
         unavailable, or known to be down, or any of these commands failed (then not all of them ran).
+        See `pipeline_results`."""
+        results = await self.pipeline_results(*stages)
+        if results is not None and any(isinstance(result, Exception) for result in results):
+            return None
+        return results
+
+    async def pipeline_results(self, *stages: Stage) -> list[Any] | None:
+        """The commands that `stages` queue, run in order; a result per command, a command that Redis
+        refused (a wrong type, say) with its error in its place; None if Redis is unavailable or known
+        to be down (then none can tell what ran).
 
         Gathered with the pipelines of other requests of this turn of the event loop and sent with
-        them (see `run_batch` for how the order holds on a cluster). Each request keeps its own
-        bounds: its answer comes within `timeout` of its asking, a command that fails fails only the
-        request that queued it, and a request cancelled while its batch is out does not cancel the
-        batch. While the breaker is open this costs nothing at all.
+        them (see common/redis/batch.py for how the order holds on a cluster). Each request keeps its
+        own bounds: its answer comes within `timeout` of its asking, a command that fails fails only
+        itself, and a request cancelled while its batch is out does not cancel the batch. While the
+        breaker is open this costs nothing at all.
         """
-        return await self._gathered(stages)
+        results = await self._gathered(stages)
+        if results is not None and any(isinstance(result, Exception) for result in results):
+            self._metrics.incr("cache_errors_total")
+        return results
 
     async def read(self, keys: Sequence[str]) -> list[Any] | None:
         """The values of `keys`, which share a cluster slot; None as for `pipeline`. Gathered like it,
@@ -91,61 +91,28 @@ class GuardedRedis:
             if not self._breaker.allow():
                 self._metrics.incr("cache_skipped_total")
                 return None
-            probe = _Waiting(caller, asyncio.get_running_loop().time(), asyncio.get_running_loop().create_future())
-            self._start(self._send([probe], probe=True))
-            return await probe.answer
-        loop = asyncio.get_running_loop()
-        waiting = _Waiting(caller, loop.time(), loop.create_future())
-        self._gathering.append(waiting)
-        if len(self._gathering) == 1:
-            # The task runs first on the next turn of the loop, after every request of this one has
-            # had its say. It is not the request's own: cancelling the request leaves it alone.
-            self._start(self._send_gathered())
-        return await waiting.answer
+            outcome = await self._gathering.alone(caller, probe=True)
+        else:
+            outcome = await self._gathering.join(caller)
+        if isinstance(outcome, RedisError):
+            # Redis answered, and so is up: this request's command was refused, or could not be sent
+            # (an argument redis-py cannot encode).
+            self._metrics.incr("cache_errors_total")
+            return None
+        if isinstance(outcome, Exception):
+            raise outcome  # a bug in what this request queued: its own 500
+        return outcome
 
-    def _start(self, batch: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(batch)
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-
-    async def _send_gathered(self) -> None:
-        batch = [waiting for waiting in self._gathering if not waiting.answer.done()]  # cancelled: never sent
-        self._gathering = []
-        if batch:
-            await self._send(batch)
-
-    async def _send(self, batch: list[_Waiting], probe: bool = False) -> None:
+    async def _send_batch(self, callers: list[Caller], since: float, probe: bool) -> list[Outcome] | None:
         """One round trip for the whole batch, bounded by the earliest bound among its requests and
         counted once by the breaker, whatever the number of requests."""
-        outcomes: list[Outcome] | None = None
-        try:
-            outcomes = await self._guarded(
-                lambda client: run_batch(client, [waiting.caller for waiting in batch], self._scripts),
-                default=None,
-                deadline=batch[0].since + self._timeout,
-                requests=len(batch),
-                probe=probe,
-            )
-        except Exception as bug:  # not Redis being unavailable: each request raises it, as it would alone
-            for waiting in batch:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(bug)
-        finally:  # even when cancelled (the app stopping): nobody is left waiting
-            for i, waiting in enumerate(batch):
-                self._answer(waiting, None if outcomes is None else outcomes[i])
-
-    def _answer(self, waiting: _Waiting, outcome: Outcome | None) -> None:
-        if waiting.answer.done():  # cancelled meanwhile
-            return
-        if isinstance(outcome, RedisError):
-            # Redis answered, and so is up: this request's command was refused (a wrong type, say),
-            # or could not be sent (an argument redis-py cannot encode).
-            self._metrics.incr("cache_errors_total")
-            waiting.answer.set_result(None)
-        elif isinstance(outcome, Exception):
-            waiting.answer.set_exception(outcome)  # a bug in what this request queued: its own 500
-        else:
-            waiting.answer.set_result(outcome)
+        return await self._guarded(
+            lambda client: run_batch(client, callers, self._scripts),
+            default=None,
+            deadline=since + self._timeout,
+            requests=len(callers),
+            probe=probe,
+        )
 
     async def _guarded(
         self,

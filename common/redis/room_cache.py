@@ -7,20 +7,23 @@ Every write of a room object goes through put_room.lua, by way of `RoomCache.wri
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
 from common.metrics import Metrics
 from common.redis.batch import Stage
-from common.redis.client import AnyPipeline
+from common.redis.commands import CommandQueue
 from common.redis.guarded import GuardedRedis
 from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
 from common.redis.scripts import lua_script
 from common.rooms.model import JSON_ENCODER, Room, RoomView
+
+log = logging.getLogger(__name__)
 
 PUT_ROOM = lua_script(__package__, "lua/put_room.lua")
 
@@ -44,6 +47,14 @@ class RoomLookup(NamedTuple):
     room: Room | None
     known_missing: bool
     known_ended: bool
+
+
+class CacheWrite(NamedTuple):
+    """What one `RoomCache.write_each` did."""
+
+    written: int  # rooms of `put` written (put_room.lua may keep a newer object in place)
+    failed: tuple[str, ...]  # codes of the rooms whose commands Redis refused (logged and counted)
+    then: list[Any]  # a result per command `then` queued, a refused command's error in its place
 
 
 class RoomCache:
@@ -86,41 +97,79 @@ class RoomCache:
         put: Sequence[Room] = (),
         end: Sequence[Room] = (),
         only_if_absent: bool = False,
-        then: Stage | None = None,
     ) -> int | None:
-        """Cache `put`, drop `end` (see `_queue`), then run what `then` queues: in one round trip on
-        one server; on a cluster, `then` once the cache has answered (see `GuardedRedis.pipeline`).
+        """Cache `put` and drop `end` (see `_queue`). Returns how many of `put` were written, or None
+        if Redis could not be reached or a command failed: then not all of it happened."""
+        done = await self.write_each(put=put, end=end, only_if_absent=only_if_absent)
+        return None if done is None or done.failed else done.written
 
-        Returns how many of `put` were written (put_room.lua may keep a newer object in place), or
-        None if Redis could not be reached or a command failed: then not all of it happened.
+    async def write_each(
+        self,
+        *,
+        put: Sequence[Room] = (),
+        end: Sequence[Room] = (),
+        only_if_absent: bool = False,
+        then: Stage | None = None,
+    ) -> CacheWrite | None:
+        """As `write`, then run what `then` queues: in one round trip on one server; on a cluster,
+        `then` once the cache has answered (see common/redis/batch.py). A room whose commands Redis
+        refuses fails alone: the others, and `then`, go on. None only if Redis could not be reached.
         """
 
-        def cache(pipe: AnyPipeline) -> None:
-            self._queue(pipe, put=put, end=end, only_if_absent=only_if_absent)
+        def cache(queue: CommandQueue) -> None:
+            self._queue(queue, put=put, end=end, only_if_absent=only_if_absent)
 
-        results = await self._redis.pipeline(cache) if then is None else await self._redis.pipeline(cache, then)
+        stages = (cache,) if then is None else (cache, then)
+        results = await self._redis.pipeline_results(*stages)
         if results is None:
             # The sweep's writes (only_if_absent) are repairs that the next sweep repeats: not counted.
             if put and not only_if_absent:
                 self._metrics.incr("cache_writes_skipped_total", len(put))
             return None
-        per_room = 1 if only_if_absent else 2  # put_room.lua's answer (1 written, 0 kept), then the DEL
-        return sum(1 for written in results[: len(put) * per_room : per_room] if written)
+        return self._read_results(results, put=put, end=end, only_if_absent=only_if_absent)
+
+    def _read_results(
+        self, results: list[Any], *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool
+    ) -> CacheWrite:
+        written = replaced = failed_puts = 0
+        failed: list[tuple[str, Exception]] = []
+        per_put = 1 if only_if_absent else 2  # put_room.lua's answer, then the DEL of the missing mark
+        for i, room in enumerate(put):
+            mine = results[i * per_put : (i + 1) * per_put]
+            if error := next((result for result in mine if isinstance(result, Exception)), None):
+                failed.append((room.room_id, error))
+                failed_puts += 1
+                continue
+            was_written, foreign = mine[0]
+            written += int(was_written)
+            replaced += int(foreign)
+        ends_from = len(put) * per_put
+        for i, room in enumerate(end):
+            mine = results[ends_from + 2 * i : ends_from + 2 * i + 2]  # the ended mark, then the DEL
+            if error := next((result for result in mine if isinstance(result, Exception)), None):
+                failed.append((room.room_id, error))
+        if replaced:
+            log.warning("replaced %d values at room keys that another writer had put there", replaced)
+            self._metrics.incr("cache_foreign_values_replaced_total", replaced)
+        if failed:
+            log.warning("Redis refused the cache writes of %d rooms: %s", len(failed), failed[:10])
+        if failed_puts and not only_if_absent:  # the sweep's repairs are repeated by the next sweep
+            self._metrics.incr("cache_writes_skipped_total", failed_puts)
+        return CacheWrite(written, tuple(code for code, _ in failed), results[ends_from + 2 * len(end) :])
 
     @staticmethod
-    def _queue(pipe: AnyPipeline, *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool) -> None:
+    def _queue(queue: CommandQueue, *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool) -> None:
         """Queue, in this order:
 
         - for each room of `put`: put_room.lua, which caches it until it expires unless a newer object
-          or the ended mark is there (or, with `only_if_absent`, any object at all: what the sweep
-          wants); then, unless `only_if_absent`, forget that its code was missing (probed before it
-          was drawn);
-        - for each room of `end`: the ended mark, then the room object and participants gone.
+          or the ended mark is there (or, with `only_if_absent`, any room object at all: what the
+          sweep wants), replacing a value some other writer left at its keys; then, unless
+          `only_if_absent`, forget that its code was missing (probed before it was drawn);
+        - for each room of `end`: the ended mark, then the room object and participants gone (SET and
+          DEL take a key of any type: nothing another writer leaves there can fail them).
         """
         for room in put:
-            # execute_command, not evalsha: redis-py refuses the evalsha method on a cluster pipeline,
-            # though it routes the command itself by its keys (which share the room's slot).
-            pipe.execute_command(
+            queue.execute_command(  # bytes arguments, which redis-py's evalsha is not typed to take
                 "EVALSHA",
                 PUT_ROOM.sha,
                 2,
@@ -132,13 +181,13 @@ class RoomCache:
                 "nx" if only_if_absent else "",
             )
             if not only_if_absent:
-                pipe.delete(missing_room_key(room.room_id))
+                queue.delete(missing_room_key(room.room_id))
         for room in end:
             # The mark keeps any writer with an older read from caching the room again; the
             # participants go with the room object (all three keys share its cluster slot).
             until = max(_epoch_ms(room.expires_at), int(time.time() * 1000) + 1000)
-            pipe.set(ended_room_key(room.room_id), b"1", pxat=until)
-            pipe.delete(room_key(room.room_id), participants_key(room.room_id))
+            queue.set(ended_room_key(room.room_id), b"1", pxat=until)
+            queue.delete(room_key(room.room_id), participants_key(room.room_id))
 
 
 def _epoch_ms(moment: datetime) -> int:

@@ -1,4 +1,11 @@
-"""The room event stream (`rooms:events` by default): how events are appended and how long they stay."""
+"""The room event stream (`rooms:events` by default): how events are appended and how long they stay.
+
+Two bounds hold the stream: its length (`ROOMS_STREAM_MAX_LENGTH`, trimmed by every XADD) and the age
+of its entries (`ROOMS_STREAM_RETENTION_SECONDS`, trimmed by the relay once a run). One XADD can
+carry only one of MAXLEN and MINID, and the length is the bound that protects Redis from a flood; the
+age trim once a second costs the requests nothing. Both are approximate (`~`): Redis drops only whole
+nodes of the stream, which is what makes trimming cheap.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,11 @@ from typing import NamedTuple
 
 from redis.exceptions import ResponseError
 
-from common.redis.client import AnyPipeline, RedisClient
+from common.redis.client import RedisClient
+from common.redis.commands import CommandQueue
 from common.redis.keys import dead_letter_stream
 from common.rooms.events import RoomEvent, stream_fields
+from common.settings import Settings
 
 
 def retention_floor(retention_seconds: int) -> str:
@@ -19,16 +28,34 @@ def retention_floor(retention_seconds: int) -> str:
 
 
 class EventStream:
-    """Appends room events to the stream, trimming what is older than the retention."""
+    """Appends room events to the stream, which keeps about `max_length` entries (0: no cap) and none
+    much older than `retention_seconds`."""
 
-    def __init__(self, name: str, retention_seconds: int) -> None:
+    def __init__(self, name: str, retention_seconds: int, max_length: int = 0) -> None:
         self._name = name
         self._retention = retention_seconds
+        self._max_length = max_length
 
-    def queue_append(self, pipe: AnyPipeline, events: Sequence[RoomEvent]) -> None:
-        floor = retention_floor(self._retention)
-        for event in events:
-            pipe.xadd(self._name, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventStream:
+        return cls(settings.stream_name, settings.stream_retention_seconds, settings.stream_max_length)
+
+    def queue_append(self, queue: CommandQueue, events: Sequence[RoomEvent]) -> None:
+        """Queue an XADD per event, each trimming the stream to its cap (or, with no cap, to the
+        retention: then the age is the only bound and each XADD keeps it)."""
+        if self._max_length:
+            for event in events:
+                queue.xadd(self._name, stream_fields(event), maxlen=self._max_length, approximate=True)  # type: ignore[arg-type]
+        else:
+            floor = retention_floor(self._retention)
+            for event in events:
+                queue.xadd(self._name, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]
+
+    async def trim_by_age(self, client: RedisClient) -> int:
+        """Drop the entries older than the retention (about: whole nodes only); how many went. The
+        caller bounds the call."""
+        trimmed: int = await client.xtrim(self._name, minid=retention_floor(self._retention), approximate=True)
+        return trimmed
 
 
 class StreamState(NamedTuple):

@@ -34,14 +34,22 @@ class Publisher:
         self._cache = cache
         self._stream = stream
 
+    @property
+    def stream(self) -> EventStream:
+        return self._stream
+
     async def publish(self, changes: Sequence[Outboxed], mark: Mark) -> bool:
-        """Apply the changes to the cache and append their events, in one round trip, then `mark` their
-        outbox rows. Returns False, leaving the rows for the relay, if Redis could not take them."""
-        events = [change.event for change in changes]
-        if not await self._apply(events, then_append=True):
+        """Apply the changes to the cache and append their events, in one round trip, then `mark` the
+        outbox rows of exactly the events the stream took. Returns whether it took them all: the rows
+        of the others stay for the relay (none is marked that is not on the stream, and none that is
+        on it is left unmarked, so no event goes out twice because another command failed)."""
+        appended = await self._apply([change.event for change in changes], then_append=True)
+        if appended is None:
             return False
-        await mark(changes)
-        return True
+        published = [change for change, on_stream in zip(changes, appended, strict=True) if on_stream]
+        if published:
+            await mark(published)
+        return len(published) == len(changes)
 
     async def apply_only(self, events: Sequence[RoomEvent]) -> None:
         """Apply the events' effect on the cache without publishing them: what the API does when an
@@ -49,15 +57,26 @@ class Publisher:
         (and apply them again, harmlessly, if this did not reach Redis)."""
         await self._apply(events, then_append=False)
 
-    async def _apply(self, events: Sequence[RoomEvent], *, then_append: bool) -> bool:
+    async def _apply(self, events: Sequence[RoomEvent], *, then_append: bool) -> list[bool] | None:
+        """Whether each event reached the stream (all False without `then_append`); None if Redis
+        could not be reached. A room whose cache write Redis refused is logged and counted by the
+        cache; its event still goes out (on one server it already has, in the same round trip), and
+        the sweep puts the room object back."""
         # What an event says the cache should become: its room object, or no room at all.
         # put_room.lua keeps newer objects in place and ended rooms out, so a late repeat is harmless.
-        written = await self._cache.write(
+        done = await self._cache.write_each(
             put=[event.data for event in events if not event.ends_room],
             end=[event.data for event in events if event.ends_room],
-            then=(lambda pipe: self._stream.queue_append(pipe, events)) if then_append else None,
+            then=(lambda queue: self._stream.queue_append(queue, events)) if then_append else None,
         )
-        return written is not None
+        if done is None:
+            return None
+        appended = [not isinstance(result, Exception) for result in done.then]
+        for result in done.then:
+            if isinstance(result, Exception):
+                log.warning("the stream refused an event: %s", result)
+                break
+        return appended if then_append else [False] * len(events)
 
 
 class DeferredMarks:

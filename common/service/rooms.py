@@ -83,7 +83,7 @@ class RoomService:
     ) -> None:
         self._pool = pool
         self._cache = RoomCache(redis, metrics)
-        self._publisher = Publisher(self._cache, EventStream(settings.stream_name, settings.stream_retention_seconds))
+        self._publisher = Publisher(self._cache, EventStream.from_settings(settings))
         self._marks = marks
         counters = RateCounters(redis)
         self._miss_limit = MissLimit(counters, settings, metrics)

@@ -43,6 +43,8 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
             return 0  # another worker is relaying
         await _note_primaries(conn, identity, settings.stream_replay_seconds)
+    # Once a run, by the one relaying: XADD trims by length only (see common/redis/stream.py).
+    await res.guarded.call(res.publisher.stream.trim_by_age, default=0)
     relayed = 0
     while True:
         async with connection(res.pool, settings.worker_db_timeout_seconds) as conn, conn.transaction():
@@ -56,7 +58,8 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
                 await outbox.mark_published(conn, outbox.marks_of(changes))  # in the transaction holding the lock
 
             if not await res.publisher.publish(batch, mark):
-                log.info("Redis unavailable; %d+ events wait in the outbox", len(batch))
+                # Those the stream took are marked with this transaction; the others wait.
+                log.info("Redis unavailable, or it refused some events; up to %d wait in the outbox", len(batch))
                 return relayed
         relayed += len(batch)
         log.info("relayed %d events from the outbox", len(batch))

@@ -2,28 +2,42 @@
 -- in the Room Service (create, re-cache on a miss, PATCH, the worker's restore and sweep), so that a
 -- writer holding an older read of the room cannot undo a newer change or bring an ended room back.
 --
+-- The Room Service owns these keys: a value that is not one of its own (another type, or a string
+-- that is no room object) was written by something else, and is replaced rather than left to fail
+-- every write of the room with WRONGTYPE. A GET that fails says so at no extra cost on the common
+-- path (no TYPE call).
+--
 -- KEYS[1]  room:<roomId>              the room object (JSON with a numeric `version`)
 -- KEYS[2]  {room:<roomId>}:ended      present once the room has ended: nothing may cache it again
 -- ARGV[1]  the room object (JSON)
 -- ARGV[2]  its version
 -- ARGV[3]  expiry, Unix time in ms (the room's expiresAt)
--- ARGV[4]  'nx' to write only where there is no object at all (the sweep), else ''
+-- ARGV[4]  'nx' to write only where there is no room object at all (the sweep), else ''
 --
--- Returns 1 if written, 0 if not.
+-- Returns {written, replaced}: written 1 if the object was written, else 0; replaced the number of
+-- foreign values replaced or removed (0, 1 or 2).
 
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return 0
+local replaced = 0
+local ended = redis.pcall('GET', KEYS[2])
+if type(ended) == 'table' and ended['err'] then
+  -- Not the mark (a string, set by an end): no end has happened since it was written.
+  redis.call('DEL', KEYS[2])
+  replaced = replaced + 1
+elseif ended then
+  return {0, replaced}
 end
-local current = redis.call('GET', KEYS[1])
-if current then
-  if ARGV[4] == 'nx' then
-    return 0
-  end
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' and current['err'] then
+  replaced = replaced + 1  -- another type: SET below replaces it
+elseif current then
   local readable, room = pcall(cjson.decode, current)
-  if readable and type(room) == 'table' and type(room['version']) == 'number'
-      and room['version'] >= tonumber(ARGV[2]) then
-    return 0
+  if readable and type(room) == 'table' and type(room['version']) == 'number' then
+    if ARGV[4] == 'nx' or room['version'] >= tonumber(ARGV[2]) then
+      return {0, replaced}
+    end
+  else
+    replaced = replaced + 1  -- a string that is no room object
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
-return 1
+return {1, replaced}
