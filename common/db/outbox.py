@@ -9,15 +9,15 @@ from typing import NamedTuple
 import asyncpg
 
 from common.db.pool import Connection, deleted_count
-from common.db.primaries import GENERATION, GENERATION_FENCE
+from common.db.publication import GENERATION, MARK_PUBLISHED
 from common.rooms.events import RoomEvent, decode_data
 
 
 class Outboxed(NamedTuple):
     """An event and its outbox row, which is marked once the event is on the stream.
 
-    `generation` counts the Redis primaries the events went to (migrations/0006): a mark made under
-    an older generation than the current one is refused, the event being published again.
+    `generation` counts the Redis primaries the events went to: a mark made under an older generation
+    than the current one is refused, the event being published again (common/db/publication.py).
     """
 
     outbox_id: int
@@ -43,25 +43,10 @@ def outboxed_from_row(row: asyncpg.Record) -> Outboxed:
     return Outboxed(row["outbox_id"], event_from_row(row), row["generation"])
 
 
-# A change made by the API publishes at once only if no earlier event of the room is still waiting in
-# the outbox: the relay publishes in order, so per-room order holds either way. Selected by the
-# statements that change a room, whose $1 is the room id (the outer query's snapshot does not see
-# the statement's own event row).
-PUBLISH_NOW = "NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = $1 AND e.published_at IS NULL)"
-
-
-# A mark waits for a change of primaries being recorded to commit (the fence), then is refused if its
-# generation is no longer the current one: the event may be missing there, and is published again.
-_MARK_PUBLISHED = f"""
-UPDATE room_events e SET published_at = now()
-FROM unnest($1::bigint[], $2::bigint[]) AS m(id, generation)
-WHERE e.id = m.id AND e.published_at IS NULL AND m.generation = {GENERATION_FENCE}
-"""
-
-
 async def mark_published(conn: Connection, marks: Sequence[tuple[int, int]]) -> None:
-    """Mark the rows, given as (outbox id, generation), of events now on the stream."""
-    await conn.execute(_MARK_PUBLISHED, [outbox_id for outbox_id, _ in marks], [gen for _, gen in marks])
+    """Mark the rows, given as (outbox id, generation), of events now on the stream; a mark made
+    under an older generation than the current one is refused (the fence: common/db/publication.py)."""
+    await conn.execute(MARK_PUBLISHED, [outbox_id for outbox_id, _ in marks], [gen for _, gen in marks])
 
 
 def marks_of(changes: Sequence[Outboxed]) -> list[tuple[int, int]]:

@@ -13,9 +13,9 @@ from uuid import UUID
 from msgspec import UNSET, UnsetType
 
 from common.db.idempotency import LIVE_KEY
-from common.db.outbox import PUBLISH_NOW, Outboxed, outboxed_from_row
+from common.db.outbox import Outboxed, outboxed_from_row
 from common.db.pool import Connection
-from common.db.primaries import GENERATION
+from common.db.publication import GENERATION, PUBLISH_NOW
 from common.db.room_rows import LIVE, ROOM_COLUMNS, room_from_row, stored_room_from_row
 from common.rooms.model import Room, RoomRole, RoomStatus, StoredRoom
 

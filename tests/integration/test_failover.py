@@ -2,7 +2,7 @@
 failover under load that promotes a replica which never received the last writes.
 
 Redis replicates asynchronously, so a primary acknowledges writes its replica may never see. The relay
-notices that the primaries changed and publishes the recent events again (common/db/primaries.py).
+notices that the primaries changed and publishes the recent events again (common/db/publication.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 from common.db import outbox
 from common.db.outbox import Outboxed
 from common.db.pool import Connection, connection
-from common.db.primaries import note_primaries, unmark_replay_batch
+from common.db.publication import note_primaries, unmark_replay_batch
 from common.redis.client import primaries_identity
 from worker.resources import WorkerResources
 
