@@ -23,8 +23,8 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
+from api.body_docs import METADATA_VALUE, METADATA_VALUE_SCHEMA, metadata_note
 from api.observe import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
-from api.schemas import METADATA_VALUE, METADATA_VALUE_SCHEMA, metadata_note
 from common.settings import Settings
 
 # Who calls: the gateway authenticates the user and passes on their id. Named by the operations that
@@ -107,6 +107,8 @@ def complete_description(openapi: OpenAPI, settings: Settings) -> None:
     openapi.components = components
     for field in ("metadata", "cohostIds"):
         _always_present(components, field, "RoomView", "RoomSummary")
+    _always_present(components, "metadata", "PublicRoomView")
+    _describe_room_views(openapi, components)
     for path, method, operation in _operations(openapi):
         for status, response in (operation.responses or {}).items():
             if not isinstance(response, OpenAPIResponse):
@@ -128,6 +130,27 @@ def _always_present(components: Components, field: str, *names: str) -> None:
         schema = (components.schemas or {}).get(name)
         if isinstance(schema, Schema):
             schema.required = sorted({*(schema.required or []), field})
+
+
+# Who sees which view of a room (api/routes/rooms.py `get_room`).
+_ROOM_VIEWS = {
+    "RoomView": "A room as its host and co-hosts see it, with who hosts it (`hostId`, `cohostIds`).",
+    "PublicRoomView": "A live room as anyone else who knows its code sees it: without who hosts it.",
+}
+
+
+def _describe_room_views(openapi: OpenAPI, components: Components) -> None:
+    """Say whose each view is; and the room's answer is either, `anyOf`: a host's view has every field
+    of the public one, so it matches both, which Litestar's `oneOf` for a union would forbid."""
+    for name, description in _ROOM_VIEWS.items():
+        schema = (components.schemas or {}).get(name)
+        if isinstance(schema, Schema):
+            schema.description = description
+    item = (openapi.paths or {}).get("/rooms/{room_id}")
+    answer = (item.get.responses or {}).get("200") if item is not None and item.get is not None else None
+    media = (answer.content or {}).get("application/json") if isinstance(answer, OpenAPIResponse) else None
+    if media is not None and isinstance(media.schema, Schema) and media.schema.one_of:
+        media.schema = Schema(any_of=media.schema.one_of)
 
 
 def _shared(header: str) -> Reference:

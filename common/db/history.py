@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
 from common.db.outbox import event_from_row
 from common.db.pool import Connection
@@ -52,17 +52,26 @@ async def record_history(conn: Connection, events: Sequence[RoomEvent]) -> int:
     return int(recorded)
 
 
-_ROOM_HISTORY = """
+# A page of a room's history, oldest first, after the keyset position ($2, $3) (from the start when
+# NULL). (occurred_at, version) is unique within a room: every event is written in the transaction that
+# bumps the room's version, under its row lock. room_history_room_id_idx (room_id, occurred_at, version)
+# serves both the condition and the order: a page costs the same wherever it starts.
+ROOM_HISTORY_PAGE = """
 SELECT event_id, type, room_id, version, occurred_at, data
 FROM room_history
 WHERE room_id = $1
+  AND (occurred_at, version) > (coalesce($2::timestamptz, '-infinity'), coalesce($3::int, 0))
 ORDER BY occurred_at, version
+LIMIT $4
 """
 
 
-async def room_history(conn: Connection, room_id: str) -> list[RoomEvent]:
-    """A room's recorded lifecycle, oldest first."""
-    return [event_from_row(row) for row in await conn.fetch(_ROOM_HISTORY, room_id)]
+async def room_history(
+    conn: Connection, room_id: str, *, limit: int, after: tuple[datetime, int] | None = None
+) -> list[RoomEvent]:
+    """Up to `limit` of a room's recorded events, oldest first, after the position (occurred_at, version)."""
+    occurred_at, version = after if after else (None, None)
+    return [event_from_row(row) for row in await conn.fetch(ROOM_HISTORY_PAGE, room_id, occurred_at, version, limit)]
 
 
 _DAILY_STATS = """

@@ -45,10 +45,10 @@ async def test_cohosts_go_wherever_the_room_goes(client, host, db, redis_client,
 
     assert (await stored(db, code))[1] == cohosts
     assert json.loads(await redis_client.get(room_key(code)))["cohostIds"] == cohosts
-    hit = await client.get(f"/rooms/{code}")
+    hit = await client.get(f"/rooms/{code}", headers=alice)  # a co-host's view names the co-hosts
     assert hit.json()["cohostIds"] == cohosts
     await redis_client.delete(room_key(code))
-    assert (await client.get(f"/rooms/{code}")).json() == hit.json()  # from Postgres, the same body
+    assert (await client.get(f"/rooms/{code}", headers=alice)).json() == hit.json()  # from Postgres, the same body
     listed = (await client.get("/rooms", headers=host)).json()["rooms"]
     assert [room["cohostIds"] for room in listed] == [cohosts]
     (created,) = await raw_data_of(redis_client, stream_name, code, "room.created")
@@ -63,7 +63,7 @@ async def test_cohosts_go_wherever_the_room_goes(client, host, db, redis_client,
     assert (await stored(db, code))[1:] == ([], 3)
     # The room object and the event leave the field out when there are none; clients always see it.
     assert "cohostIds" not in json.loads(await redis_client.get(room_key(code)))
-    assert (await client.get(f"/rooms/{code}")).json()["cohostIds"] == []
+    assert (await client.get(f"/rooms/{code}", headers=host)).json()["cohostIds"] == []
     updated = await raw_data_of(redis_client, stream_name, code, "room.updated")
     assert [data.get("cohostIds") for data in updated] == [[user_id(bob)], None]
 

@@ -56,6 +56,7 @@ async def test_lists_by_status(client, host) -> None:
         ("limit=0", "invalid_limit"),
         ("limit=ten", "invalid_request"),
         ("cursor=not-a-cursor", "invalid_cursor"),
+        ("cursor=", "invalid_cursor"),  # the schema's minLength 1: a client sending a null nextCursor as ""
         ("cursor=MjAyNnxub3BlfA", "invalid_cursor"),
         (f"cursor={OUT_OF_TIME}", "invalid_cursor"),
         ("status=deleted", "invalid_request"),

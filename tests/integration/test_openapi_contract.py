@@ -20,7 +20,7 @@ from schemathesis.engine import events, from_schema
 from schemathesis.python import asgi
 
 from api.app import create_app
-from api.routes.rooms import _encode_cursor
+from api.cursors import encode_cursor
 from common.tickets.keys import write_new_key
 
 pytestmark = pytest.mark.one_topology
@@ -30,7 +30,9 @@ CALLER = str(uuid.uuid4())
 
 # Sent as every request's `cursor`: a string of cursor characters is no page position unless this API
 # returned it (the API answers 400 otherwise), which the description says in words, no pattern can.
-A_CURSOR = _encode_cursor(datetime(2026, 11, 25, 10, tzinfo=UTC), uuid.UUID(int=1))
+# A room list's position is a moment and a room's id; a history's, a moment and an event's version.
+A_CURSOR = encode_cursor(datetime(2026, 11, 25, 10, tzinfo=UTC), uuid.UUID(int=1))
+A_HISTORY_CURSOR = encode_cursor(datetime(2026, 11, 25, 10, tzinfo=UTC), 1)
 
 # Schemathesis's defaults, and 410: a room that has ended. Like a 404 it is about the room, not the
 # request: the same well-formed request was accepted while the room was live.
@@ -77,6 +79,7 @@ CONFIG = {
             "include-path": "/rooms/{room_id}/history",
             "include-method": "GET",
             "checks": {"use_after_free": {"enabled": False}},
+            "parameters": {"query.cursor": A_HISTORY_CURSOR},
         },
     ],
 }
@@ -183,7 +186,15 @@ async def test_the_description_states_the_patterns_the_server_checks(client, set
     assert parameter(listing, "limit")["schema"]["minimum"] == 1
     assert "maximum" not in parameter(listing, "limit")["schema"]  # above 100 is served as 100, not refused
     assert parameter(listing, "status")["schema"]["enum"] == ["active", "ended", "all"]
-    assert parameter(listing, "cursor")["schema"]["pattern"] == "^[A-Za-z0-9_-]+={0,2}$"
+    history = paths["/rooms/{room_id}/history"]["get"]
+    for paged, most in ((listing, 100), (history, 500)):
+        assert parameter(paged, "limit")["schema"]["minimum"] == 1
+        assert f"served as {most}" in parameter(paged, "limit")["description"]
+        assert parameter(paged, "cursor")["schema"] == {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]+={0,2}$",  # at least one character: an empty cursor answers 400
+            "description": parameter(paged, "cursor")["description"],
+        }
     for name in ("from", "to"):
         schema = parameter(paths["/stats/daily"]["get"], name)["schema"]
         assert (schema["type"], schema["format"]) == ("string", "date")

@@ -158,9 +158,9 @@ async def test_hit_and_miss_answer_the_same_body(client, host, redis_client) -> 
     created = await create(client, host, maxParticipants=3)
     code = created["roomId"]
 
-    hit = await client.get(f"/rooms/{code}")
+    hit = await client.get(f"/rooms/{code}", headers=host)  # the host's view: all of the room
     await redis_client.delete(room_key(code))
-    miss = await client.get(f"/rooms/{code}")
+    miss = await client.get(f"/rooms/{code}", headers=host)
 
     assert hit.status_code == miss.status_code == 200
     assert hit.content == miss.content

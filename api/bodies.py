@@ -1,0 +1,125 @@
+"""Request bodies of the rooms resource and their decoding.
+
+Bodies are decoded here rather than by Litestar, whose signature model converts leniently ("4" -> 4):
+a client that sends the wrong type should hear so. Their description in the API is api/body_docs.py.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from api.errors import ApiError
+from common.rooms.model import MAX_COHOSTS, Metadata
+
+T = TypeVar("T")
+
+
+def _whole(number: float | UnsetType | None) -> None:
+    """`maxParticipants` is a JSON Schema `integer`, which counts `3.0` as 3: a number with no fraction."""
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError("maxParticipants must be a whole number")  # msgspec makes it a ValidationError
+
+
+# How deep metadata may nest (the metadata object itself is level 1): a bound of the service's own, far
+# below where decoding itself would give up.
+METADATA_MAX_DEPTH = 32
+# Postgres's jsonb cannot hold the NUL character, in a key or a string.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+METADATA_RULES = (
+    f"No string or key may contain the NUL character (\\u0000), and it may nest at most {METADATA_MAX_DEPTH} levels."
+)
+
+
+def _check_metadata(metadata: Metadata | UnsetType | None) -> None:
+    """What the stores cannot hold, or the service does not take, refused as a bad body (400) before
+    any write: NUL characters, and nesting deeper than METADATA_MAX_DEPTH. Level by level, no recursion."""
+    level: list[dict[str, Any] | list[Any]] = [metadata] if isinstance(metadata, dict) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > METADATA_MAX_DEPTH:
+            raise ValueError(f"metadata must nest at most {METADATA_MAX_DEPTH} levels")
+        deeper: list[dict[str, Any] | list[Any]] = []
+        for container in level:
+            if isinstance(container, dict):
+                if any("\x00" in key for key in container):
+                    raise ValueError("metadata keys must not contain the NUL character (\\u0000)")
+                children: Any = container.values()
+            else:
+                children = container
+            for child in children:
+                if isinstance(child, str):
+                    if "\x00" in child:
+                        raise ValueError("metadata strings must not contain the NUL character (\\u0000)")
+                elif isinstance(child, (dict, list)):
+                    deeper.append(child)
+        level = deeper
+
+
+# A user id in a body: a UUID in its hyphenated form, any case, as the schema states it (msgspec's UUID
+# would also take 32 bare hex digits, which `format: uuid` does not).
+UUID_PATTERN = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+# The same for msgspec, which searches with Python's `re`, where `$` also matches before a final
+# newline: `\Z` ends the string. (UUID_PATTERN is the one JSON Schema and ECMA regexes read.)
+UserId = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN.removesuffix("$") + r"\Z")]
+# Up to MAX_COHOSTS; that none is named twice or is the host is the service's check (400 invalid_cohosts).
+CohostIds = Annotated[tuple[UserId, ...], msgspec.Meta(max_length=MAX_COHOSTS)]
+
+
+def user_ids(ids: tuple[str, ...]) -> tuple[UUID, ...]:
+    return tuple(UUID(user_id) for user_id in ids)
+
+
+class CreateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """Optional body of `POST /rooms`."""
+
+    max_participants: int | float | None = None
+    metadata: Metadata | None = None
+    cohost_ids: CohostIds = ()
+
+    def __post_init__(self) -> None:
+        _whole(self.max_participants)
+        _check_metadata(self.metadata)
+
+
+class UpdateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """Body of `PATCH /rooms/{roomId}`: what to change, at least one thing. Absent is UNSET
+    (unchanged); a `null` metadata clears it, as `[]` clears the co-hosts."""
+
+    max_participants: int | float | UnsetType = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
+    host_id: UserId | UnsetType = UNSET
+    cohost_ids: CohostIds | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if all(value is UNSET for value in (self.max_participants, self.metadata, self.host_id, self.cohost_ids)):
+            raise ValueError("the body must set at least one of maxParticipants, metadata, hostId and cohostIds")
+        _whole(self.max_participants)
+        _check_metadata(self.metadata)
+
+
+CREATE_ROOM = msgspec.json.Decoder(CreateRoomRequest | None)  # JSON `null` is no options, as no body is
+UPDATE_ROOM = msgspec.json.Decoder(UpdateRoomRequest)
+
+
+def decode_body(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """A required body; 400 with msgspec's precise message if it is not what `decoder` wants."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_body", f"malformed JSON: {exc}") from None
+    except RecursionError:  # only metadata may nest: decoding gives up far beyond its bound
+        raise ApiError(400, "invalid_body", f"metadata must nest at most {METADATA_MAX_DEPTH} levels") from None
+
+
+def decode_optional_body(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T | None:
+    """An optional body: None when the request has none."""
+    if not raw.strip():
+        return None
+    return decode_body(raw, decoder)

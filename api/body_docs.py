@@ -1,0 +1,121 @@
+"""The API description of the request bodies api/bodies.py decodes: what JSON Schema can say of them, and
+in words what it cannot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
+
+from api.bodies import METADATA_RULES, NO_NUL_PATTERN, UUID_PATTERN
+from common.rooms.model import MAX_COHOSTS
+
+_LIMIT_NOTE = "Between 2 and the configured limit (ROOMS_MAX_PARTICIPANTS_LIMIT)."
+
+# or a key (each keyword applies to its own type only). Among the components (api/openapi.py), as it
+# refers to itself.
+METADATA_VALUE = "MetadataValue"
+_METADATA_VALUE_REF = Reference(ref=f"#/components/schemas/{METADATA_VALUE}")
+METADATA_VALUE_SCHEMA = Schema(
+    type=[
+        OpenAPIType.STRING,
+        OpenAPIType.NUMBER,
+        OpenAPIType.BOOLEAN,
+        OpenAPIType.NULL,
+        OpenAPIType.ARRAY,
+        OpenAPIType.OBJECT,
+    ],
+    pattern=NO_NUL_PATTERN,
+    items=_METADATA_VALUE_REF,
+    property_names=Schema(type=OpenAPIType.STRING, pattern=NO_NUL_PATTERN),
+    additional_properties=_METADATA_VALUE_REF,
+    description="A value inside room metadata.",
+)
+
+
+def metadata_note(max_bytes: int) -> str:
+    """The description of `metadata` in a body: JSON Schema cannot bound an encoded size, so in words."""
+    return (
+        f"A JSON object of at most {max_bytes} bytes encoded as compact JSON (ROOMS_METADATA_MAX_BYTES); "
+        f"larger answers 413 `metadata_too_large`. {METADATA_RULES}"
+    )
+
+
+def _user_id_schema(description: str) -> Schema:
+    return Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID, pattern=UUID_PATTERN, description=description)
+
+
+def _cohosts_schema(description: str) -> Schema:
+    return Schema(
+        type=OpenAPIType.ARRAY,
+        items=_user_id_schema("A co-host's user id."),
+        max_items=MAX_COHOSTS,
+        unique_items=True,
+        description=(
+            f"Up to {MAX_COHOSTS} users who may change the participant limit and the metadata and end the room. "
+            "None may be named twice (compared as UUIDs) and none may be the host: either answers 400 "
+            f"`invalid_cohosts`. {description}"
+        ),
+    )
+
+
+def room_body(*, create: bool) -> type[Operation]:
+    """An OpenAPI operation documenting the body a handler decodes itself: `{"maxParticipants": n,
+    "metadata": {...}, "cohostIds": [...]}` (and on a change `hostId`), when creating optional as a
+    whole, when changing at least one field. The bounds that are settings are filled in by api/openapi.py."""
+
+    @dataclass
+    class _Documented(Operation):
+        def __post_init__(self) -> None:
+            metadata = Schema(
+                type=[OpenAPIType.OBJECT, OpenAPIType.NULL],
+                property_names=Schema(type=OpenAPIType.STRING, pattern=NO_NUL_PATTERN),
+                additional_properties=_METADATA_VALUE_REF,
+                description=(
+                    "Absent or null: none."
+                    if create
+                    else "Replaces the room's metadata; null clears it; absent: unchanged."
+                ),
+            )
+            limit = Schema(
+                # When creating, `null` asks for the default, as leaving it out does.
+                type=[OpenAPIType.INTEGER, OpenAPIType.NULL] if create else OpenAPIType.INTEGER,
+                minimum=2,
+                description=f"{_LIMIT_NOTE} Absent or null: the default."
+                if create
+                else f"{_LIMIT_NOTE} Absent: unchanged.",
+            )
+            properties: dict[str, Schema | Reference] = {"maxParticipants": limit, "metadata": metadata}
+            if create:
+                properties["cohostIds"] = _cohosts_schema("Absent: none.")
+            else:
+                properties["cohostIds"] = _cohosts_schema(
+                    "Replaces the co-hosts; `[]` removes them; absent: unchanged. Only the host may change them (403)."
+                )
+                properties["hostId"] = _user_id_schema(
+                    "Hands the room to this user, who leaves the co-hosts if among them; the caller stays on as a "
+                    "co-host only if named in `cohostIds`. Only the host may (403)."
+                )
+            schema = Schema(
+                # An optional body may also be JSON `null`, which means no options, as no body does.
+                type=[OpenAPIType.OBJECT, OpenAPIType.NULL] if create else OpenAPIType.OBJECT,
+                properties=properties,
+                # A change must change something: one field at least.
+                min_properties=None if create else 1,
+                additional_properties=False,
+            )
+            self.request_body = RequestBody(
+                required=not create,
+                description="Room options; the body may be omitted, or be `null`." if create else "What to change.",
+                content={"application/json": OpenAPIMediaType(schema=schema)},
+            )
+
+    return _Documented
