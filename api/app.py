@@ -31,6 +31,7 @@ from common.redis.client import close_redis, create_queue_redis, create_redis
 from common.redis.guarded import GuardedRedis
 from common.redis.room_cache import PUT_ROOM
 from common.rooms.codes import generate_room_code
+from common.service.changes import RoomChanges
 from common.service.publish import DeferredMarks
 from common.service.rooms import RoomService
 from common.service.tickets import TicketService
@@ -63,9 +64,8 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         # Made here rather than by arq, whose own client would wait unboundedly.
         queue = create_queue_redis(settings, settings.redis_timeout_seconds, ArqRedis)
         restores = RestoreRequests(queue, redis, settings.redis_timeout_seconds)
-        service = RoomService(
-            pool, redis, marks, settings, metrics, new_code=new_room_code, note_uncached=restores.note
-        )
+        service = RoomService(pool, redis, settings, metrics, note_uncached=restores.note)
+        changes = RoomChanges(pool, redis, marks, settings, metrics, new_code=new_room_code)
         ticket_service = TicketService(pool, redis, ticket_keys, settings, metrics, note_uncached=restores.note)
         background = [
             asyncio.create_task(every(_MARK_INTERVAL_SECONDS, marks.flush)),
@@ -91,6 +91,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
                 pool=pool,
                 redis=redis,
                 room_service=service,
+                room_changes=changes,
                 ticket_service=ticket_service,
                 jwks=tickets.jwks_body(ticket_keys.jwks()),
             )

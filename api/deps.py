@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import HeaderParameter
 
 from api.errors import ApiError
+from common.service.changes import RoomChanges
 from common.service.rooms import RoomService
 from common.service.tickets import TicketService
 
@@ -20,6 +21,12 @@ def service_of(state: State) -> RoomService:
     Redis round trip; `caller` is the only dependency."""
     service: RoomService = state.room_service
     return service
+
+
+def changes_of(state: State) -> RoomChanges:
+    """The app's room writes (create, change, end), taken from state as `service_of` is."""
+    changes: RoomChanges = state.room_changes
+    return changes
 
 
 def tickets_of(state: State) -> TicketService:

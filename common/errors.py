@@ -23,10 +23,6 @@ class NotRoomHost(RoomError):
     """The caller is not the room's host, nor a co-host where one would do."""
 
 
-class RoomChanged(RoomError):
-    """Who hosts the room changed while the request was refused or carried out: asking again decides."""
-
-
 class InvalidCohosts(RoomError):
     """Co-hosts the service does not take: more than MAX_COHOSTS, one named twice, or the host."""
 

@@ -52,7 +52,7 @@ _HELP: dict[CounterName, str] = {
     "cache_writes_skipped_total": "Room cache writes that did not happen (Redis down or failing).",
     "cache_foreign_values_replaced_total": "Values another writer left at a room's keys, replaced by this process.",
     "database_unavailable_total": "Requests answered 503 because Postgres was unreachable or slow.",
-    "rate_limited_total": "Requests answered 429: too many misses, rooms created or tickets asked for.",
+    "rate_limited_total": "Requests answered 429: too many misses, rooms created, rooms changed or tickets asked for.",
     "tickets_issued_total": "Join tickets issued.",
 }
 

@@ -20,7 +20,7 @@ from msgspec import UNSET
 from api.bodies import CREATE_ROOM, UPDATE_ROOM, decode_body, decode_optional_body, user_ids
 from api.body_docs import room_body
 from api.cursors import CURSOR_PATTERN, decode_cursor, encode_cursor, page_limit
-from api.deps import client_of, service_of
+from api.deps import changes_of, client_of, service_of
 from api.errors import ApiError, error_responses
 from api.openapi import CALLER
 from api.schemas import (
@@ -72,7 +72,7 @@ async def create_room(
     max_participants = None if options is None or options.max_participants is None else int(options.max_participants)
     metadata = None if options is None else options.metadata
     cohosts = () if options is None else user_ids(options.cohost_ids)
-    room, new = await service_of(state).create(caller, max_participants, idempotency_key, metadata, cohosts)
+    room, new = await changes_of(state).create(caller, max_participants, idempotency_key, metadata, cohosts)
     headers = {"Location": f"/rooms/{room.room_id}"}
     if not new:
         headers["Idempotent-Replayed"] = "true"  # the answer of an earlier request with this key
@@ -180,9 +180,12 @@ def _hosts(view: RoomView, headers: Iterable[tuple[bytes, bytes]]) -> bool:
     description=(
         "Changes what the body names, at least one field, in one change. Signaling applies a new limit from the "
         "next join; participants already in stay. A co-host may change `maxParticipants` and `metadata`; a body "
-        "with `cohostIds` or `hostId` is the host's alone, and from anyone else changes nothing (403)."
+        "with `cohostIds` or `hostId` is the host's alone, and from anyone else changes nothing (403). A body "
+        "that asks for what the room already is changes nothing and answers the room as it is. Each user may "
+        "change or end rooms `ROOMS_CHANGE_LIMIT_PER_MINUTE` times a clock minute (PATCH and DELETE together, "
+        "refused ones too); past that, 429."
     ),
-    responses=error_responses(400, 401, 403, 404, 409, 410, 413, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 410, 413, 422, 429, 503),
     security=CALLER,
     operation_class=room_body(create=False),
 )
@@ -194,7 +197,7 @@ async def update_room(
 ) -> RoomView:
     code = room_code(room_id)
     body = decode_body(await request.body(), UPDATE_ROOM)
-    changed = await service_of(state).update(
+    changed = await changes_of(state).update(
         code,
         caller,
         max_participants=None if body.max_participants is UNSET else int(body.max_participants),
@@ -208,12 +211,15 @@ async def update_room(
 @delete(
     "/{room_id:str}",
     summary="End a room (host or co-host)",
-    description="Ends the room for everyone: it answers 410 from then on. Ending it again changes nothing.",
-    responses=error_responses(400, 401, 403, 404, 409, 503),
+    description=(
+        "Ends the room for everyone: it answers 410 from then on. Ending it again changes nothing. Counted "
+        "with `PATCH` against the caller's `ROOMS_CHANGE_LIMIT_PER_MINUTE` (429 past it)."
+    ),
+    responses=error_responses(400, 401, 403, 404, 429, 503),
     security=CALLER,
 )
 async def end_room(caller: NamedDependency[UUID], state: State, room_id: RoomCode) -> None:
-    await service_of(state).end(room_code(room_id), caller)
+    await changes_of(state).end(room_code(room_id), caller)
 
 
 def allow_options(*handlers: HTTPRouteHandler) -> HTTPRouteHandler:

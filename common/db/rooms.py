@@ -10,23 +10,12 @@ from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from msgspec import UNSET, UnsetType
-
 from common.db.idempotency import LIVE_KEY
 from common.db.outbox import Outboxed, outboxed_from_row
 from common.db.pool import Connection
-from common.db.publication import GENERATION, PUBLISH_NOW
+from common.db.publication import GENERATION
 from common.db.room_rows import LIVE, ROOM_COLUMNS, room_from_row, stored_room_from_row
 from common.rooms.model import Room, RoomRole, RoomStatus, StoredRoom
-
-
-class Changed(NamedTuple):
-    """A room after a change, the change's outbox event, and whether the API may publish it at once
-    (`PUBLISH_NOW`: no earlier event of the room waits in the outbox)."""
-
-    room: Room
-    change: Outboxed
-    publish_now: bool
 
 
 class NewRoom(NamedTuple):
@@ -172,97 +161,6 @@ async def room_access(conn: Connection, room_id: str) -> Access | None:
     """The room's host, co-hosts and whether it is live; None if there is no such room."""
     row = await conn.fetchrow(f"SELECT host_id, cohost_ids, {LIVE} AS live FROM meetings WHERE room_id = $1", room_id)
     return None if row is None else Access(row["host_id"], row["cohost_ids"], row["live"])
-
-
-# Who may change a live room: its host ($2); for what co-hosts may change too ($3 false), a co-host.
-_MAY_CHANGE = "(m.host_id = $2 OR (NOT $3::boolean AND m.cohost_ids @> ARRAY[$2::uuid]))"
-
-
-# One statement for any change PATCH makes, and one `room.updated` event for all of it: the limit
-# ($4; NULL: unchanged), the metadata (replaced, with NULL clearing it, only when $6), the host ($8) and
-# the co-hosts ($9) (NULL: unchanged). Changing the host or the co-hosts is the host's alone ($3). The
-# host is never a co-host: new co-hosts that name the host change nothing, and a new host named among
-# the present co-hosts leaves them (SET reads the row as it was).
-_UPDATE_ROOM = f"""
-WITH room AS (
-    UPDATE meetings m
-    SET max_participants = coalesce($4::int, m.max_participants),
-        metadata = CASE WHEN $6::boolean THEN $7::text::jsonb ELSE m.metadata END,
-        host_id = coalesce($8::uuid, m.host_id),
-        cohost_ids = array_remove(coalesce($9::uuid[], m.cohost_ids), coalesce($8::uuid, m.host_id)),
-        version = m.version + 1
-    WHERE room_id = $1 AND {_MAY_CHANGE} AND {LIVE}
-      -- New co-hosts never include the host (the new one, if it changes).
-      AND ($9::uuid[] IS NULL OR array_position($9::uuid[], coalesce($8::uuid, m.host_id)) IS NULL)
-    RETURNING {ROOM_COLUMNS}, room_event_data(m) AS data
-), event AS (
-    INSERT INTO room_events (type, room_id, version, data, traceparent)
-    SELECT 'room.updated', room_id, version, data, $5::text FROM room
-    RETURNING id AS outbox_id, event_id, type, occurred_at, traceparent
-)
-SELECT room.*, event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
-FROM room, event
-"""
-
-
-async def update_room(
-    conn: Connection,
-    room_id: str,
-    caller: UUID,
-    *,
-    max_participants: int | None = None,
-    metadata: str | UnsetType | None = UNSET,
-    host_id: UUID | None = None,
-    cohost_ids: Sequence[UUID] | None = None,
-    traceparent: str | None = None,
-) -> Changed | None:
-    """Change a live room `caller` may change: its limit unless None, its metadata (compact JSON, or None
-    to clear it) unless UNSET, its host and its co-hosts unless None (the host's alone). None if the room
-    is not live, `caller` may not make this change, or the new co-hosts name the host (see `room_access`).
-    `traceparent`: of the request, for the event (as for every statement below that writes one)."""
-    replace = metadata is not UNSET
-    host_only = host_id is not None or cohost_ids is not None
-    row = await conn.fetchrow(
-        _UPDATE_ROOM,
-        room_id,
-        caller,
-        host_only,
-        max_participants,
-        traceparent,
-        replace,
-        metadata if replace else None,
-        host_id,
-        None if cohost_ids is None else list(cohost_ids),
-    )
-    return None if row is None else Changed(room_from_row(row), outboxed_from_row(row), row["publish_now"])
-
-
-class Ended(NamedTuple):
-    """A room's end: its outbox event, and whether the API may publish it at once (see `Changed`)."""
-
-    change: Outboxed
-    publish_now: bool
-
-
-_END_ROOM = f"""
-WITH ended AS (
-    UPDATE meetings m SET is_active = false, version = m.version + 1
-    WHERE room_id = $1 AND {_MAY_CHANGE} AND {LIVE}
-    RETURNING room_id, version, room_event_data(m, 'deleted') AS data
-), event AS (
-    INSERT INTO room_events (type, room_id, version, data, traceparent)
-    SELECT 'room.ended', room_id, version, data, $4::text FROM ended
-    RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, traceparent
-)
-SELECT event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
-FROM event
-"""
-
-
-async def end_room(conn: Connection, room_id: str, caller: UUID, traceparent: str | None = None) -> Ended | None:
-    """Soft-delete a live room `caller` hosts or co-hosts; None if there is none (already ended, or not theirs)."""
-    row = await conn.fetchrow(_END_ROOM, room_id, caller, False, traceparent)
-    return None if row is None else Ended(outboxed_from_row(row), row["publish_now"])
 
 
 _LIVE_ROOMS_AFTER = f"""

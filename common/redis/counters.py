@@ -42,6 +42,10 @@ class RateCounters:
         """Count a room created by `host`."""
         return await self._count("create", host)
 
+    async def count_change(self, user: str) -> Counted | None:
+        """Count a change or an end of a room asked for by `user`."""
+        return await self._count("change", user)
+
     async def count_ticket(self, user: str) -> Counted | None:
         """Count a join ticket asked for by `user`."""
         return await self._count("ticket", user)

@@ -1,5 +1,6 @@
-"""Request limits: how many unknown or ended rooms a client may ask for, rooms a host may create and
-join tickets a user may get, per clock minute. All fail open: while Redis cannot count, requests pass."""
+"""Request limits: how many unknown or ended rooms a client may ask for, rooms a host may create, changes
+and ends of rooms a user may ask for, and join tickets a user may get, per clock minute. All fail open:
+while Redis cannot count, requests pass."""
 
 from __future__ import annotations
 
@@ -93,6 +94,14 @@ class CreationLimit(_PerCallerLimit):
 
     def __init__(self, counters: RateCounters, settings: Settings, metrics: Metrics) -> None:
         super().__init__(counters.count_creation, settings.create_limit_per_minute, "rooms", metrics)
+
+
+class ChangeLimit(_PerCallerLimit):
+    """Changes and ends of rooms (PATCH, DELETE) one user may ask for a minute, refused or not: each
+    costs Postgres a statement, and each change an event kept on the stream."""
+
+    def __init__(self, counters: RateCounters, settings: Settings, metrics: Metrics) -> None:
+        super().__init__(counters.count_change, settings.change_limit_per_minute, "changes of rooms", metrics)
 
 
 class TicketLimit(_PerCallerLimit):

@@ -1,0 +1,179 @@
+"""The statements that change or end a room at a caller's request (PATCH, DELETE).
+
+Each decides and writes in one statement, on the room's row locked, and answers either the change
+made with its outbox event or the one reason it made none. Who may change a room is written here
+once (`_MAY_NOT`); the service only maps a reason to its error.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import NamedTuple
+from uuid import UUID
+
+import asyncpg
+from msgspec import UNSET, UnsetType
+
+from common.db.outbox import Outboxed, outboxed_from_row
+from common.db.pool import Connection
+from common.db.publication import GENERATION, PUBLISH_NOW
+from common.db.room_rows import LIVE, ROOM_COLUMNS, room_from_row
+from common.rooms.model import Room
+
+
+class Changed(NamedTuple):
+    """A room after a change, the change's outbox event, and whether the API may publish it at once
+    (`PUBLISH_NOW`: no earlier event of the room waits in the outbox)."""
+
+    room: Room
+    change: Outboxed
+    publish_now: bool
+
+
+class RoomChange(NamedTuple):
+    """What a PATCH asks of a room. A field left None (the metadata: UNSET, since None clears it) stays
+    as it is. `metadata`: compact JSON."""
+
+    max_participants: int | None = None
+    metadata: str | UnsetType | None = UNSET
+    host_id: UUID | None = None
+    cohost_ids: tuple[UUID, ...] | None = None
+
+
+class Refusal(StrEnum):
+    """Why a change or an end wrote nothing, as its statement decides it on the locked row."""
+
+    NOT_FOUND = "not_found"
+    HOST_ONLY = "host_only"  # the change names the hosts, and the caller is a co-host or nobody
+    NOT_ALLOWED = "not_allowed"  # the caller is neither the host nor a co-host
+    ENDED = "ended"
+    COHOSTS_NAME_HOST = "cohosts_name_host"
+    NOTHING_TO_CHANGE = "nothing_to_change"  # everything asked is already so
+
+
+class Refused(NamedTuple):
+    """A change or an end not made, and the room as it is (None if there is no such room)."""
+
+    reason: Refusal
+    room: Room | None
+
+
+# The room a change or an end is decided on, locked until the statement ends: nothing changes it
+# between the decision and the write, so the reason given for a refusal is the true one.
+_LOCKED_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live FROM meetings WHERE room_id = $1 FOR UPDATE"
+
+# Who may change a room, written once: its host anything; a co-host anything but who hosts it
+# (`asked.host_only`); nobody a room that has ended. The first reason that applies, in this order.
+_MAY_NOT = """
+        WHEN room.id IS NULL THEN 'not_found'
+        WHEN asked.caller <> room.host_id AND asked.host_only THEN 'host_only'
+        WHEN asked.caller <> room.host_id AND NOT asked.caller = ANY (room.cohost_ids) THEN 'not_allowed'
+        WHEN NOT room.live THEN 'ended'"""
+
+# What both statements answer, in one row: the refusal (NULL: written), the room as it is now (as
+# written, else as it was), and, when written, its outbox event.
+_OUTCOME = f"""
+SELECT verdict.refusal, shown.*, event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
+FROM verdict
+LEFT JOIN (
+    SELECT * FROM written
+    UNION ALL
+    SELECT {ROOM_COLUMNS}, NULL FROM room WHERE NOT EXISTS (SELECT FROM written)
+) AS shown ON true
+LEFT JOIN event ON true
+"""
+
+# A PATCH: one statement, one `room.updated` event for all of it, and none when nothing would change.
+_UPDATE_ROOM = f"""
+WITH asked AS (
+    SELECT $2::uuid AS caller,
+           $3::int AS max_participants,  -- NULL: as it is
+           $4::text::jsonb AS metadata,  -- NULL: as it is; the JSON null clears it
+           $5::uuid AS host_id,  -- NULL: as it is; else the room is handed over
+           $6::uuid[] AS cohost_ids,  -- NULL: as they are
+           $5::uuid IS NOT NULL OR $6::uuid[] IS NOT NULL AS host_only
+), room AS (
+    {_LOCKED_ROOM}
+), proposed AS (  -- the room as the change would leave it
+    SELECT coalesce(asked.max_participants, room.max_participants) AS max_participants,
+           CASE WHEN asked.metadata IS NULL THEN room.metadata ELSE nullif(asked.metadata, 'null') END AS metadata,
+           coalesce(asked.host_id, room.host_id) AS host_id,
+           -- The host is never a co-host: a new host leaves the co-hosts.
+           array_remove(coalesce(asked.cohost_ids, room.cohost_ids), coalesce(asked.host_id, room.host_id))
+               AS cohost_ids
+    FROM asked, room
+), verdict AS (
+    SELECT CASE {_MAY_NOT}
+        WHEN asked.cohost_ids @> ARRAY[proposed.host_id] THEN 'cohosts_name_host'
+        WHEN (proposed.max_participants, proposed.metadata, proposed.host_id, proposed.cohost_ids)
+             IS NOT DISTINCT FROM (room.max_participants, room.metadata, room.host_id, room.cohost_ids)
+            THEN 'nothing_to_change'
+    END AS refusal
+    FROM asked LEFT JOIN room ON true LEFT JOIN proposed ON true
+), written AS (
+    UPDATE meetings m
+    SET (max_participants, metadata, host_id, cohost_ids) =
+            (SELECT max_participants, metadata, host_id, cohost_ids FROM proposed),
+        version = m.version + 1
+    WHERE room_id = $1 AND (SELECT refusal FROM verdict) IS NULL
+    RETURNING {ROOM_COLUMNS}, room_event_data(m) AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, data, traceparent)
+    SELECT 'room.updated', room_id, version, data, $7::text FROM written
+    RETURNING id AS outbox_id, event_id, type, occurred_at, traceparent
+)
+{_OUTCOME}"""
+
+
+async def update_room(
+    conn: Connection, room_id: str, caller: UUID, change: RoomChange, traceparent: str | None = None
+) -> Changed | Refused:
+    """Make `change` to a live room `caller` may change so, unless it would change nothing.
+    `traceparent`: of the request, for the event (as for every statement below that writes one)."""
+    metadata = change.metadata
+    row = await conn.fetchrow(
+        _UPDATE_ROOM,
+        room_id,
+        caller,
+        change.max_participants,
+        None if metadata is UNSET else "null" if metadata is None else metadata,
+        change.host_id,
+        None if change.cohost_ids is None else list(change.cohost_ids),
+        traceparent,
+    )
+    return _outcome(row)
+
+
+# A DELETE: the room ends, with its `room.ended` event.
+_END_ROOM = f"""
+WITH asked AS (
+    SELECT $2::uuid AS caller, false AS host_only
+), room AS (
+    {_LOCKED_ROOM}
+), verdict AS (
+    SELECT CASE {_MAY_NOT}
+    END AS refusal
+    FROM asked LEFT JOIN room ON true
+), written AS (
+    UPDATE meetings m SET is_active = false, version = m.version + 1
+    WHERE room_id = $1 AND (SELECT refusal FROM verdict) IS NULL
+    RETURNING {ROOM_COLUMNS}, room_event_data(m, 'deleted') AS data
+), event AS (
+    INSERT INTO room_events (type, room_id, version, data, traceparent)
+    SELECT 'room.ended', room_id, version, data, $3::text FROM written
+    RETURNING id AS outbox_id, event_id, type, occurred_at, traceparent
+)
+{_OUTCOME}"""
+
+
+async def end_room(conn: Connection, room_id: str, caller: UUID, traceparent: str | None = None) -> Changed | Refused:
+    """End a live room `caller` hosts or co-hosts (soft: the row stays)."""
+    return _outcome(await conn.fetchrow(_END_ROOM, room_id, caller, traceparent))
+
+
+def _outcome(row: asyncpg.Record | None) -> Changed | Refused:
+    if row is None:
+        raise RuntimeError("a change statement answered no row")  # its verdict always has one
+    if row["refusal"] is None:
+        return Changed(room_from_row(row), outboxed_from_row(row), row["publish_now"])
+    return Refused(Refusal(row["refusal"]), None if row["id"] is None else room_from_row(row))
