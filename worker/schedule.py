@@ -13,7 +13,7 @@ from common.tracing import traced_job
 from worker.jobs.cache import restore_room_cache, sweep_room_cache
 from worker.jobs.expiry import expire_rooms
 from worker.jobs.outbox import relay_outbox
-from worker.jobs.prune import RUN_SECONDS, prune
+from worker.jobs.prune import prune, run_seconds
 from worker.monitor import observed
 from worker.resources import WorkerResources
 
@@ -53,7 +53,8 @@ def worker_settings(res: WorkerResources) -> dict[str, Any]:
                 job(prune),
                 **on_clock(settings.prune_interval_seconds),
                 run_at_startup=True,
-                timeout=RUN_SECONDS + settings.worker_db_timeout_seconds,  # its last batch may finish
+                # it starts batches for a share of the interval; the last one may take the database bound
+                timeout=run_seconds(settings.prune_interval_seconds) + settings.worker_db_timeout_seconds,
             ),
         ],
         "ctx": {"resources": res},

@@ -21,9 +21,17 @@ log = logging.getLogger(__name__)
 ROOM_BATCH = 1000
 # Outbox rows and keys per batch: single-table deletes of narrow rows.
 _ROW_BATCH = 10_000
-# A run stops starting batches after this long, inside the cron's timeout (worker/schedule.py): a
-# backlog (the first run on years of rooms) is worked off over several runs, each ending cleanly.
-RUN_SECONDS = 240.0
+# A run starts no batch after this share of the interval, so that it ends (within the cron's timeout,
+# worker/schedule.py) before the next begins: a backlog (the first run on years of rooms) is worked
+# off over several runs. At the peak an hour adds 18M rooms (docs/scaling.md): about 30 minutes of
+# pruning at the measured rate, within the 48 minutes of the default hour.
+RUN_SHARE = 0.8
+
+
+def run_seconds(prune_interval_seconds: int) -> float:
+    """How long one run of the pruning may go on starting batches."""
+    return prune_interval_seconds * RUN_SHARE
+
 
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
@@ -31,16 +39,16 @@ _BEGINNING = datetime.min.replace(tzinfo=UTC)
 async def prune(ctx: dict[str, Any]) -> int:
     """Prune what is past its keeping; returns how many rows went (the daily statistics are kept)."""
     res: WorkerResources = ctx["resources"]
-    deadline = time.monotonic() + RUN_SECONDS
-    pruned = await _prune_rooms(res, deadline)
+    deadline = time.monotonic() + run_seconds(res.settings.prune_interval_seconds)
     stream_retention = res.settings.stream_retention_seconds
-    pruned += await _prune_rows(
+    # The outbox first: it grows fastest (36M rows an hour at the peak), and its batches are the cheapest.
+    pruned = await _prune_rows(
         res, "room_events", lambda conn: outbox.prune_published(conn, stream_retention, _ROW_BATCH), deadline
     )
     pruned += await _prune_rows(
         res, "idempotency_keys", lambda conn: idempotency.prune_idempotency_keys(conn, _ROW_BATCH), deadline
     )
-    return pruned
+    return pruned + await _prune_rooms(res, deadline)
 
 
 def retention_seconds(res: WorkerResources) -> float | None:
@@ -70,7 +78,7 @@ async def _prune_rooms(res: WorkerResources, deadline: float) -> int:
             break
         after = batch.last_expiry
     else:
-        log.warning("pruning stopped after %.0f s with ended rooms left; the next run goes on", RUN_SECONDS)
+        log.warning("pruning stopped at its time with ended rooms left; the next run goes on")
     if pruned:
         log.info("pruned %d rows of rooms ended more than %.0f s ago", pruned, older_than)
     return pruned
