@@ -32,7 +32,7 @@ from common.redis.guarded import GuardedRedis
 from common.redis.keys import participants_key, room_key
 from common.redis.room_cache import PUT_ROOM, RoomCache
 from common.rooms.codes import generate_room_code
-from common.rooms.model import Room
+from common.rooms.model import JSON_ENCODER, CachedRoom, Room
 from common.settings import Settings
 from common.signaling.contract import JOIN, JoinContract
 
@@ -52,7 +52,7 @@ async def cache_rooms(settings: Settings, client: redis.Redis) -> list[str]:
     ]  # fmt: skip
     metrics = Metrics()
     cache = RoomCache(GuardedRedis(client, settings, metrics, timeout=10, scripts=[PUT_ROOM]), metrics)
-    assert await cache.write(put=rooms) == len(rooms)
+    assert await cache.write(put=[CachedRoom(room, JSON_ENCODER.encode(room).decode()) for room in rooms]) == len(rooms)
     return [room.room_id for room in rooms]
 
 

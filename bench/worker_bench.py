@@ -27,7 +27,7 @@ import redis.asyncio as redis
 from scratch import scratch_servers
 
 from common.environment import load_settings
-from common.rooms.events import RoomEvent, RoomEventData, stream_fields
+from common.rooms.events import RoomEvent, RoomEventData, encode_data, stream_fields
 from common.settings import Settings
 from worker.history import HistoryConsumer
 from worker.jobs.cache import sweep_room_cache
@@ -55,7 +55,7 @@ async def fill_stream(client: redis.Redis, stream: str, count: int) -> None:
             event = RoomEvent(
                 type="room.created", event_id=uuid.uuid4(), room_id=room.room_id, occurred_at=now, version=1, data=room
             )
-            pipe.xadd(stream, stream_fields(event))  # type: ignore[arg-type]
+            pipe.xadd(stream, stream_fields(event, encode_data(event)))  # type: ignore[arg-type]
         await pipe.execute()
 
 

@@ -18,11 +18,14 @@ class Outboxed(NamedTuple):
 
     `generation` counts the Redis primaries the events went to: a mark made under an older generation
     than the current one is refused, the event being published again (common/db/publication.py).
+    `data` is the row's `data` as the database made it (room_event_data): what is published and
+    cached, as it is; `event.data` holds the fields of it this code reads.
     """
 
     outbox_id: int
     event: RoomEvent
     generation: int
+    data: str
 
 
 def event_from_row(row: asyncpg.Record) -> RoomEvent:
@@ -40,7 +43,7 @@ def event_from_row(row: asyncpg.Record) -> RoomEvent:
 
 
 def outboxed_from_row(row: asyncpg.Record) -> Outboxed:
-    return Outboxed(row["outbox_id"], event_from_row(row), row["generation"])
+    return Outboxed(row["outbox_id"], event_from_row(row), row["generation"], row["data"])
 
 
 async def mark_published(conn: Connection, marks: Sequence[tuple[int, int]]) -> None:

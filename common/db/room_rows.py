@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from common.rooms.model import Metadata, Room, StoredRoom
+from common.rooms.model import CacheableRoom, CachedRoom, Metadata, Room, StoredRoom
 
 # A room may be joined while it has not been ended and has not expired (by the database's clock).
 LIVE = "is_active AND expires_at > now()"
 
 ROOM_COLUMNS = "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata, cohost_ids"
+
+# The room object as the database defines it (the JSON cached at room:{roomId}), beside ROOM_COLUMNS
+# in a statement that reads rooms to cache them (FROM meetings: the row is `meetings`).
+ROOM_OBJECT = "room_event_data(meetings) AS data"
 
 # asyncpg hands jsonb over as its text.
 _METADATA = msgspec.json.Decoder(Metadata)
@@ -36,3 +40,13 @@ def room_from_row(row: asyncpg.Record) -> Room:
 def stored_room_from_row(row: asyncpg.Record) -> StoredRoom:
     """A row read with `{LIVE} AS live` beside the room columns."""
     return StoredRoom(room=room_from_row(row), live=row["live"])
+
+
+def cached_room_from_row(row: asyncpg.Record) -> CachedRoom:
+    """A row read with `ROOM_OBJECT` beside the room columns."""
+    return CachedRoom(room_from_row(row), row["data"])
+
+
+def cacheable_room_from_row(row: asyncpg.Record) -> CacheableRoom:
+    """A row read with `{LIVE} AS live` and `ROOM_OBJECT` beside the room columns."""
+    return CacheableRoom(room=room_from_row(row), live=row["live"], data=row["data"])

@@ -14,8 +14,16 @@ from common.db.idempotency import LIVE_KEY
 from common.db.outbox import Outboxed, outboxed_from_row
 from common.db.pool import Connection
 from common.db.publication import GENERATION
-from common.db.room_rows import LIVE, ROOM_COLUMNS, room_from_row, stored_room_from_row
-from common.rooms.model import Room, RoomRole, RoomStatus, StoredRoom
+from common.db.room_rows import (
+    LIVE,
+    ROOM_COLUMNS,
+    ROOM_OBJECT,
+    cacheable_room_from_row,
+    cached_room_from_row,
+    room_from_row,
+    stored_room_from_row,
+)
+from common.rooms.model import CacheableRoom, CachedRoom, Room, RoomRole, RoomStatus, StoredRoom
 
 
 class NewRoom(NamedTuple):
@@ -99,12 +107,13 @@ def _array_literal(ids: Sequence[UUID]) -> str | None:
     return "{" + ",".join(map(str, ids)) + "}" if ids else None
 
 
-_GET_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live FROM meetings WHERE room_id = $1"
+# Every caller caches the room if it is live: the object comes with it, in the same round trip.
+_GET_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live, {ROOM_OBJECT} FROM meetings WHERE room_id = $1"
 
 
-async def get_room(conn: Connection, room_id: str) -> StoredRoom | None:
+async def get_room(conn: Connection, room_id: str) -> CacheableRoom | None:
     row = await conn.fetchrow(_GET_ROOM, room_id)
-    return None if row is None else stored_room_from_row(row)
+    return None if row is None else cacheable_room_from_row(row)
 
 
 # Whose rooms: `$1`'s as host, as co-host, or either. The co-host condition repeats the predicate of
@@ -164,7 +173,7 @@ async def room_access(conn: Connection, room_id: str) -> Access | None:
 
 
 _LIVE_ROOMS_AFTER = f"""
-SELECT {ROOM_COLUMNS}
+SELECT {ROOM_COLUMNS}, {ROOM_OBJECT}
 FROM meetings
 WHERE {LIVE} AND room_id > $1
 ORDER BY room_id
@@ -172,9 +181,9 @@ LIMIT $2
 """
 
 
-async def live_rooms_after(conn: Connection, after_room_id: str, limit: int) -> list[Room]:
+async def live_rooms_after(conn: Connection, after_room_id: str, limit: int) -> list[CachedRoom]:
     """The next `limit` live rooms in code order: a keyset page, so a sweep never holds them all."""
-    return [room_from_row(row) for row in await conn.fetch(_LIVE_ROOMS_AFTER, after_room_id, limit)]
+    return [cached_room_from_row(row) for row in await conn.fetch(_LIVE_ROOMS_AFTER, after_room_id, limit)]
 
 
 # Rooms past their lifetime end, each with its `room.ended` event, in one statement. SKIP LOCKED lets

@@ -1,7 +1,8 @@
 """Room objects in Redis: `room:{roomId}` (what Signaling reads) and the marks beside it.
 
 Every write of a room object goes through put_room.lua, by way of `RoomCache.write`: a newer
-`version` stays in place and an ended room is never cached again.
+`version` stays in place and an ended room is never cached again. What is written is the object's
+JSON as the database made it (`CachedRoom.data`), as it is: the database defines the object.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from common.redis.commands import CommandQueue
 from common.redis.guarded import GuardedRedis
 from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
 from common.redis.scripts import lua_script
-from common.rooms.model import JSON_ENCODER, Room, RoomView
+from common.rooms.model import CachedRoom, Room, RoomView
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class RoomCache:
     async def write(
         self,
         *,
-        put: Sequence[Room] = (),
+        put: Sequence[CachedRoom] = (),
         end: Sequence[Room] = (),
         only_if_absent: bool = False,
     ) -> int | None:
@@ -106,7 +107,7 @@ class RoomCache:
     async def write_each(
         self,
         *,
-        put: Sequence[Room] = (),
+        put: Sequence[CachedRoom] = (),
         end: Sequence[Room] = (),
         only_if_absent: bool = False,
         then: Stage | None = None,
@@ -129,12 +130,12 @@ class RoomCache:
         return self._read_results(results, put=put, end=end, only_if_absent=only_if_absent)
 
     def _read_results(
-        self, results: list[Any], *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool
+        self, results: list[Any], *, put: Sequence[CachedRoom], end: Sequence[Room], only_if_absent: bool
     ) -> CacheWrite:
         written = replaced = failed_puts = 0
         failed: list[tuple[str, Exception]] = []
         per_put = 1 if only_if_absent else 2  # put_room.lua's answer, then the DEL of the missing mark
-        for i, room in enumerate(put):
+        for i, (room, _) in enumerate(put):
             mine = results[i * per_put : (i + 1) * per_put]
             if error := next((result for result in mine if isinstance(result, Exception)), None):
                 failed.append((room.room_id, error))
@@ -158,7 +159,7 @@ class RoomCache:
         return CacheWrite(written, tuple(code for code, _ in failed), results[ends_from + 2 * len(end) :])
 
     @staticmethod
-    def _queue(queue: CommandQueue, *, put: Sequence[Room], end: Sequence[Room], only_if_absent: bool) -> None:
+    def _queue(queue: CommandQueue, *, put: Sequence[CachedRoom], end: Sequence[Room], only_if_absent: bool) -> None:
         """Queue, in this order:
 
         - for each room of `put`: put_room.lua, which caches it until it expires unless a newer object
@@ -168,14 +169,14 @@ class RoomCache:
         - for each room of `end`: the ended mark, then the room object and participants gone (SET and
           DEL take a key of any type: nothing another writer leaves there can fail them).
         """
-        for room in put:
+        for room, data in put:
             queue.execute_command(  # bytes arguments, which redis-py's evalsha is not typed to take
                 "EVALSHA",
                 PUT_ROOM.sha,
                 2,
                 room_key(room.room_id),
                 ended_room_key(room.room_id),
-                JSON_ENCODER.encode(room),
+                data,
                 str(room.version),
                 str(_epoch_ms(room.expires_at)),
                 "nx" if only_if_absent else "",

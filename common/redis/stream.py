@@ -40,16 +40,18 @@ class EventStream:
     def from_settings(cls, settings: Settings) -> EventStream:
         return cls(settings.stream_name, settings.stream_retention_seconds, settings.stream_max_length)
 
-    def queue_append(self, queue: CommandQueue, events: Sequence[RoomEvent]) -> None:
-        """Queue an XADD per event, each trimming the stream to its cap (or, with no cap, to the
-        retention: then the age is the only bound and each XADD keeps it)."""
+    def queue_append(self, queue: CommandQueue, events: Sequence[tuple[RoomEvent, str]]) -> None:
+        """Queue an XADD per event, given with its data's JSON as the database made it (sent as it
+        is), each trimming the stream to its cap (or, with no cap, to the retention: then the age is
+        the only bound and each XADD keeps it)."""
         if self._max_length:
-            for event in events:
-                queue.xadd(self._name, stream_fields(event), maxlen=self._max_length, approximate=True)  # type: ignore[arg-type]
+            for event, data in events:
+                fields = stream_fields(event, data)
+                queue.xadd(self._name, fields, maxlen=self._max_length, approximate=True)  # type: ignore[arg-type]
         else:
             floor = retention_floor(self._retention)
-            for event in events:
-                queue.xadd(self._name, stream_fields(event), minid=floor, approximate=True)  # type: ignore[arg-type]
+            for event, data in events:
+                queue.xadd(self._name, stream_fields(event, data), minid=floor, approximate=True)  # type: ignore[arg-type]
 
     async def trim_by_age(self, client: RedisClient) -> int:
         """Drop the entries older than the retention (about: whole nodes only); how many went. The

@@ -28,7 +28,11 @@ TraceParent = Annotated[
 
 
 class RoomEventData(Room, frozen=True, kw_only=True, omit_defaults=True):
-    """The room object after the change (as cached under `room:{roomId}`), and why a room ended."""
+    """The room object after the change (as cached under `room:{roomId}`), and why a room ended.
+
+    On the stream it is the JSON the database made (room_event_data), which may hold fields a newer
+    release added: consumers ignore what they do not know.
+    """
 
     reason: EndReason | None = None
 
@@ -63,6 +67,8 @@ _TIMESTAMP = msgspec.json.Decoder(datetime)
 
 
 def encode_data(event: RoomEvent) -> bytes:
+    """The typed data encoded again: only the fields this code knows (the stream carries the
+    database's JSON instead: `stream_fields`)."""
     return JSON_ENCODER.encode(event.data)
 
 
@@ -71,16 +77,19 @@ def decode_data(raw: bytes | str) -> RoomEventData:
     return _DATA_DECODER.decode(raw)
 
 
-def stream_fields(event: RoomEvent) -> dict[str, str | bytes]:
-    """The flat string fields of a stream entry; `data` holds the JSON of the room object, and
-    `traceparent` is there only when the event has one."""
+def stream_fields(event: RoomEvent, data: str | bytes) -> dict[str, str | bytes]:
+    """The flat string fields of a stream entry; `traceparent` is there only when the event has one.
+
+    `data` is the JSON of the event's data as the database made it (the outbox row's): sent as it
+    is, never `event.data` encoded again, which would drop the fields this code does not know.
+    """
     fields: dict[str, str | bytes] = {
         "type": event.type,
         "eventId": str(event.event_id),
         "roomId": event.room_id,
         "occurredAt": JSON_ENCODER.encode(event.occurred_at)[1:-1].decode(),
         "version": str(event.version),
-        "data": encode_data(event),
+        "data": data,
     }
     if event.traceparent is not None:
         fields["traceparent"] = event.traceparent

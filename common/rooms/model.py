@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -19,17 +19,19 @@ MAX_COHOSTS = 10
 # A room's metadata: a JSON object its host sets (at most ROOMS_METADATA_MAX_BYTES as compact JSON).
 Metadata = dict[str, Any]
 
-# One encoder for the JSON the service writes itself (room objects and event data in Redis, the
-# validate answer): built once.
+# One encoder for the JSON the service makes itself (answers, the stream's timestamps): built once.
+# Room objects and the events' data are not made here: they are the database's JSON (`CachedRoom`).
 JSON_ENCODER = msgspec.json.Encoder()
 
 
 class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
-    """A live room as cached in Redis under `room:{roomId}`.
+    """The fields of a live room's object (`room:{roomId}` in Redis) that this code reads.
 
-    Signaling reads `id`, `hostId` and `maxParticipants` (see docs/signaling.md): those names never
-    change. Fields may be added; readers ignore what they do not know. Optional fields are left out
-    when unset (`omit_defaults`), as the event data built in SQL leaves them out (room_event_data).
+    The object itself is the JSON the database makes (room_event_data), written as it is: it may hold
+    fields this struct lacks (a newer release's), which a reader decoding into it ignores and a writer
+    never drops. Signaling reads `id`, `hostId` and `maxParticipants` (see docs/signaling.md): those
+    names never change. Optional fields are left out when unset (`omit_defaults`), as room_event_data
+    leaves them out.
     """
 
     id: UUID
@@ -44,6 +46,16 @@ class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defau
     metadata: Metadata | None = None
     # Users the host named, who may change the limit and metadata and end the room; never the host.
     cohost_ids: tuple[UUID, ...] = ()
+
+
+class CachedRoom(NamedTuple):
+    """A room object to write at `room:{roomId}`: `data`, its JSON as the database made it
+    (room_event_data, read in the statement that read the room), is what is written, as it is, so a
+    process of an older release drops no field a newer one added; `room` holds what the writer reads
+    (code, version, expiry)."""
+
+    room: Room
+    data: str
 
 
 class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -65,6 +77,16 @@ class StoredRoom(msgspec.Struct, frozen=True, kw_only=True):
 
     room: Room
     live: bool
+
+
+class CacheableRoom(StoredRoom, frozen=True, kw_only=True):
+    """A `meetings` row read to be cached if live: with the room object as the database makes it."""
+
+    data: str
+
+    @property
+    def cached(self) -> CachedRoom:
+        return CachedRoom(self.room, self.data)
 
 
 class DailyStats(msgspec.Struct, frozen=True, rename="camel"):

@@ -153,7 +153,7 @@ class RoomChanges:
         if changed.publish_now:
             await self._publisher.publish([changed.change], self._marks.add)
         else:
-            await self._publisher.apply_only([changed.change.event])
+            await self._publisher.apply_only([changed.change])
 
 
 def _refusal_error(refused: Refused, room_id: str, action: str) -> RoomError:

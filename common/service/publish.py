@@ -19,7 +19,7 @@ from common.db.pool import Pool, connection
 from common.errors import DatabaseUnavailable
 from common.redis.room_cache import RoomCache
 from common.redis.stream import EventStream
-from common.rooms.events import RoomEvent
+from common.rooms.model import CachedRoom
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Publisher:
         outbox rows of exactly the events the stream took. Returns whether it took them all: the rows
         of the others stay for the relay (none is marked that is not on the stream, and none that is
         on it is left unmarked, so no event goes out twice because another command failed)."""
-        appended = await self._apply([change.event for change in changes], then_append=True)
+        appended = await self._apply(changes, then_append=True)
         if appended is None:
             return False
         published = [change for change, on_stream in zip(changes, appended, strict=True) if on_stream]
@@ -51,22 +51,24 @@ class Publisher:
             await mark(published)
         return len(published) == len(changes)
 
-    async def apply_only(self, events: Sequence[RoomEvent]) -> None:
+    async def apply_only(self, changes: Sequence[Outboxed]) -> None:
         """Apply the events' effect on the cache without publishing them: what the API does when an
         earlier event of the room still waits in the outbox, for the relay to publish both in order
         (and apply them again, harmlessly, if this did not reach Redis)."""
-        await self._apply(events, then_append=False)
+        await self._apply(changes, then_append=False)
 
-    async def _apply(self, events: Sequence[RoomEvent], *, then_append: bool) -> list[bool] | None:
+    async def _apply(self, changes: Sequence[Outboxed], *, then_append: bool) -> list[bool] | None:
         """Whether each event reached the stream (all False without `then_append`); None if Redis
         could not be reached. A room whose cache write Redis refused is logged and counted by the
         cache; its event still goes out (on one server it already has, in the same round trip), and
         the sweep puts the room object back."""
-        # What an event says the cache should become: its room object, or no room at all.
+        # What an event says the cache should become: its room object, or no room at all. Both the
+        # object and the event's data are the outbox row's JSON, as the database made it.
         # put_room.lua keeps newer objects in place and ended rooms out, so a late repeat is harmless.
+        events = [(change.event, change.data) for change in changes]
         done = await self._cache.write_each(
-            put=[event.data for event in events if not event.ends_room],
-            end=[event.data for event in events if event.ends_room],
+            put=[CachedRoom(event.data, data) for event, data in events if not event.ends_room],
+            end=[event.data for event, _ in events if event.ends_room],
             then=(lambda queue: self._stream.queue_append(queue, events)) if then_append else None,
         )
         if done is None:
@@ -76,7 +78,7 @@ class Publisher:
             if isinstance(result, Exception):
                 log.warning("the stream refused an event: %s", result)
                 break
-        return appended if then_append else [False] * len(events)
+        return appended if then_append else [False] * len(changes)
 
 
 class DeferredMarks:

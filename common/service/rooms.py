@@ -112,7 +112,7 @@ class RoomService:
         async with connection(self._pool, self._timeout) as conn:
             stored = await rooms.get_room(conn, room_id)
         if stored is not None and stored.live:
-            if await self._cache.write(put=[stored.room]) is None:
+            if await self._cache.write(put=[stored.cached]) is None:
                 self._note_uncached(room_id)
             return _Found(stored, asker, refused=None)
         if stored is not None:

@@ -116,6 +116,6 @@ class TicketService:
         if not stored.live:
             await self._cache.write(end=[stored.room])
             raise RoomGone(f"room {room_id} has ended")
-        if await self._cache.write(put=[stored.room]) is None:
+        if await self._cache.write(put=[stored.cached]) is None:
             self._note_uncached(room_id)
         return stored.room

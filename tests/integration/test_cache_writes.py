@@ -11,7 +11,7 @@ from common.metrics import Metrics
 from common.redis.guarded import GuardedRedis
 from common.redis.keys import room_key
 from common.redis.room_cache import PUT_ROOM, RoomCache
-from common.rooms.model import Room
+from common.rooms.model import CachedRoom, Room
 
 
 @pytest.fixture
@@ -20,13 +20,14 @@ def cache(redis_client, settings) -> RoomCache:
     return RoomCache(GuardedRedis(redis_client, settings, metrics, timeout=5, scripts=[PUT_ROOM]), metrics)
 
 
-async def stored_room(db, code: str) -> Room:
+async def stored_room(db, code: str) -> CachedRoom:
     row = await db.fetchrow(
-        "SELECT id, room_id, host_id, max_participants, created_at, expires_at, version FROM meetings "
-        "WHERE room_id = $1",
+        "SELECT id, room_id, host_id, max_participants, created_at, expires_at, version, "
+        "room_event_data(meetings)::text AS data FROM meetings WHERE room_id = $1",
         code,
     )
-    return Room(**dict(row))
+    data = row["data"]
+    return CachedRoom(Room(**{key: value for key, value in dict(row).items() if key != "data"}), data)
 
 
 async def test_an_older_read_does_not_overwrite_a_newer_limit(client, host, db, cache, redis_client) -> None:

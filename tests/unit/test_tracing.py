@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind
 
 from common import tracing
-from common.rooms.events import RoomEvent, RoomEventData, from_stream_fields, stream_fields
+from common.rooms.events import RoomEvent, RoomEventData, encode_data, from_stream_fields, stream_fields
 from tests.support.processes import REPO_ROOT
 
 
@@ -178,7 +178,7 @@ def as_entry(event: RoomEvent) -> dict[bytes, bytes]:
     """The fields as Redis gives them back."""
     return {
         key.encode(): value if isinstance(value, bytes) else value.encode()
-        for key, value in stream_fields(event).items()
+        for key, value in stream_fields(event, encode_data(event)).items()
     }
 
 
@@ -186,7 +186,7 @@ def test_an_events_traceparent_is_a_stream_field_only_when_it_has_one() -> None:
     traced = an_event("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     untraced = an_event(None)
 
-    assert stream_fields(traced)["traceparent"] == traced.traceparent
-    assert "traceparent" not in stream_fields(untraced)
+    assert stream_fields(traced, encode_data(traced))["traceparent"] == traced.traceparent
+    assert "traceparent" not in stream_fields(untraced, encode_data(untraced))
     assert from_stream_fields(as_entry(traced)) == traced
     assert from_stream_fields(as_entry(untraced)) == untraced

@@ -29,7 +29,7 @@ async def restore_room_cache(ctx: dict[str, Any], room_id: str) -> bool:
         stored = await rooms.get_room(conn, room_id)
     if stored is None or not stored.live:
         return False
-    if await res.cache.write(put=[stored.room]) is None:
+    if await res.cache.write(put=[stored.cached]) is None:
         # Redis is away again: try later, past the breaker's retry interval (arq stops at max_tries).
         raise Retry(defer=ctx["job_try"] * (res.settings.redis_retry_seconds + 1))
     return True
@@ -53,7 +53,7 @@ async def sweep_room_cache(ctx: dict[str, Any]) -> int:
             try:
                 while page := await next_page:
                     next_page = asyncio.create_task(
-                        rooms.live_rooms_after(lock_conn, page[-1].room_id, settings.sweep_batch_size)
+                        rooms.live_rooms_after(lock_conn, page[-1].room.room_id, settings.sweep_batch_size)
                     )
                     # A room whose keys Redis refuses is logged and counted by the cache, and left
                     # out: the other rooms of the page go on.

@@ -1,0 +1,117 @@
+"""The database defines the room object and the events' data (room_event_data): every writer of
+`room:{roomId}` and of the stream sends the JSON Postgres makes as it is, so a field this code does
+not know (one a newer release's migration added) is kept, not dropped, through every path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from common.redis.keys import room_key
+from common.rooms.model import RoomView
+from common.signaling.contract import JoinContract
+from tests.support.rooms import create, raw_data_of
+from worker.jobs.cache import restore_room_cache, sweep_room_cache
+from worker.jobs.outbox import relay_outbox
+
+FUTURE = {"futureField": "kept"}
+
+# The function a newer release would install: today's definition plus a field this code lacks.
+_WITH_FUTURE_FIELD = f"""
+CREATE OR REPLACE FUNCTION room_event_data(m meetings, reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql STABLE AS $$ SELECT room_event_data_released(m, reason) || '{json.dumps(FUTURE)}'::jsonb $$
+"""
+
+
+@pytest.fixture
+async def future_field(db) -> AsyncIterator[None]:
+    """room_event_data with one more field, for this test only: the session's database is shared by
+    the tests that follow, so the released definition is put back whatever happens."""
+    released = await db.fetchval("SELECT pg_get_functiondef('room_event_data(meetings, text)'::regprocedure)")
+    assert "public.room_event_data(" in released
+    await db.execute(released.replace("public.room_event_data(", "public.room_event_data_released(", 1))
+    await db.execute(_WITH_FUTURE_FIELD)
+    try:
+        yield
+    finally:
+        await db.execute(released)
+        await db.execute("DROP FUNCTION room_event_data_released(meetings, text)")
+
+
+async def cached_object(redis_client, code: str) -> dict[str, Any]:
+    raw = await redis_client.get(room_key(code))
+    assert raw is not None, f"room:{code} is not cached"
+    cached: dict[str, Any] = json.loads(raw)
+    return cached
+
+
+def relay_now(res) -> dict[str, Any]:
+    """The relay's context with no grace period, so rows written a moment ago count as waiting."""
+    settings = msgspec.structs.replace(res.settings, relay_grace_seconds=0.001, db_timeout_seconds=0.0005)
+    return {"resources": msgspec.structs.replace(res, settings=settings)}
+
+
+async def test_a_field_the_code_does_not_know_reaches_every_room_object_and_event(
+    future_field, client, host, worker_res, redis_client, stream_name, db
+) -> None:
+    code = (await create(client, host, maxParticipants=3))["roomId"]
+    # Create: the object the API cached and the event it appended.
+    assert (await cached_object(redis_client, code)).items() >= FUTURE.items()
+    [created] = await raw_data_of(redis_client, stream_name, code, "room.created")
+    assert created.items() >= FUTURE.items()
+
+    # PATCH: the new object and its event.
+    patched = await client.patch(f"/rooms/{code}", headers=host, json={"maxParticipants": 2})
+    assert patched.status_code == 200, patched.text
+    assert (await cached_object(redis_client, code)).items() >= {"maxParticipants": 2, "version": 2, **FUTURE}.items()
+    [updated] = await raw_data_of(redis_client, stream_name, code, "room.updated")
+    assert updated.items() >= FUTURE.items()
+
+    # A validate that misses Redis caches the room again; its answer is the client's view, as ever.
+    await redis_client.delete(room_key(code))
+    answer = await client.get(f"/rooms/{code}", headers=host)
+    assert answer.status_code == 200
+    assert set(answer.json()) == set(RoomView.__struct_encode_fields__)
+    assert answer.json()["expiresAt"].endswith("Z")
+    assert (await cached_object(redis_client, code)).items() >= {"version": 2, **FUTURE}.items()
+    # Served from that object, the answer is the same.
+    assert (await client.get(f"/rooms/{code}", headers=host)).json() == answer.json()
+    # Signaling reads the object the database wrote: the limit is a number it admits by.
+    joined = await JoinContract(redis_client).join(code, "someone", 30_000)
+    assert (joined.outcome, joined.max_participants) == ("admitted", 2)
+
+    # The worker's restore of one room, then its sweep of all.
+    await redis_client.delete(room_key(code))
+    assert await restore_room_cache({"resources": worker_res, "job_try": 1}, code)
+    assert (await cached_object(redis_client, code)).items() >= FUTURE.items()
+    await redis_client.delete(room_key(code))
+    assert await sweep_room_cache({"resources": worker_res}) >= 1
+    assert (await cached_object(redis_client, code)).items() >= {"version": 2, **FUTURE}.items()
+
+    # The relay: events left unpublished (the API's process died before publishing them) go out
+    # with the database's data, and put the room object back.
+    await redis_client.delete(room_key(code))
+    await db.execute("UPDATE room_events SET published_at = NULL WHERE room_id = $1", code)
+    assert await relay_outbox(relay_now(worker_res)) >= 2
+    relayed = await raw_data_of(redis_client, stream_name, code, "room.updated")
+    assert len(relayed) == 2
+    assert all(data.items() >= FUTURE.items() for data in relayed)
+    assert (await cached_object(redis_client, code)).items() >= {"version": 2, **FUTURE}.items()
+
+    # The end's event carries it too (with its reason); the object is gone.
+    assert (await client.delete(f"/rooms/{code}", headers=host)).status_code == 204
+    [ended] = await raw_data_of(redis_client, stream_name, code, "room.ended")
+    assert ended.items() >= {"reason": "deleted", **FUTURE}.items()
+    assert not await redis_client.exists(room_key(code))
+
+
+async def test_the_cached_object_is_the_databases_json_with_no_end_reason(client, host, redis_client, db) -> None:
+    code = (await create(client, host, metadata={"title": "Weekly sync"}))["roomId"]
+    data = await db.fetchval("SELECT room_event_data(m)::text FROM meetings m WHERE room_id = $1", code)
+
+    assert (await redis_client.get(room_key(code))).decode() == data
+    assert "reason" not in json.loads(data)
