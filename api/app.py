@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from arq.connections import ArqRedis
 from litestar import Litestar, Router
@@ -57,32 +57,35 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
 
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
-        pool = await db_pool.create_pool(settings, stateless_sessions=True)  # plain statements only
-        client = create_redis(settings, settings.redis_timeout_seconds, bounded_by_caller=True)
-        redis = GuardedRedis(client, settings, metrics, settings.redis_timeout_seconds, scripts=[PUT_ROOM])
-        marks = DeferredMarks(pool, settings.db_timeout_seconds)
-        # Made here rather than by arq, whose own client would wait unboundedly.
-        queue = create_queue_redis(settings, settings.redis_timeout_seconds, ArqRedis)
-        restores = RestoreRequests(queue, redis, settings.redis_timeout_seconds)
-        service = RoomService(pool, redis, settings, metrics, note_uncached=restores.note)
-        changes = RoomChanges(pool, redis, marks, settings, metrics, new_code=new_room_code)
-        ticket_service = TicketService(pool, redis, ticket_keys, settings, metrics, note_uncached=restores.note)
-        background = [
-            asyncio.create_task(every(_MARK_INTERVAL_SECONDS, marks.flush)),
-            asyncio.create_task(every(_FORWARD_INTERVAL_SECONDS, restores.forward)),
-        ]
-        if request_metrics is not None and multiprocess_dir() is not None:
-            # Another process may answer the scrape: this one's request figures must be in the files.
-            flush = request_metrics.flush
-
-            async def flush_request_metrics() -> None:
-                try:
-                    flush()
-                except Exception:  # a full disk, say: the loop must outlive it, and try again
-                    log.exception("could not write the request metrics down")
-
-            background.append(asyncio.create_task(every(_FLUSH_METRICS_INTERVAL_SECONDS, flush_request_metrics)))
-        try:
+        # Each close is registered as soon as its resource exists, and runs in reverse order: a start
+        # that fails half-way (a bad queue URL), or a step of the stop that fails (the metrics files
+        # gone), still closes the pool and the Redis clients.
+        async with AsyncExitStack() as closing:
+            closing.callback(gc.unfreeze)  # what startup made may be garbage now (an app of a test, say)
+            pool = await db_pool.create_pool(settings, stateless_sessions=True)  # plain statements only
+            closing.push_async_callback(db_pool.close_pool, pool, settings)
+            client = create_redis(settings, settings.redis_timeout_seconds, bounded_by_caller=True)
+            closing.push_async_callback(close_redis, client)
+            redis = GuardedRedis(client, settings, metrics, settings.redis_timeout_seconds, scripts=[PUT_ROOM])
+            marks = DeferredMarks(pool, settings.db_timeout_seconds)
+            # Made here rather than by arq, whose own client would wait unboundedly.
+            queue = create_queue_redis(settings, settings.redis_timeout_seconds, ArqRedis)
+            closing.push_async_callback(close_redis, queue)
+            if request_metrics is not None:
+                closing.callback(request_metrics.flush)  # the last second's requests, for the processes that stay
+            closing.push_async_callback(marks.flush)
+            restores = RestoreRequests(queue, redis, settings.redis_timeout_seconds)
+            service = RoomService(pool, redis, settings, metrics, note_uncached=restores.note)
+            changes = RoomChanges(pool, redis, marks, settings, metrics, new_code=new_room_code)
+            ticket_service = TicketService(pool, redis, ticket_keys, settings, metrics, note_uncached=restores.note)
+            closing.push_async_callback(
+                _stop_all,
+                [
+                    asyncio.create_task(every(_MARK_INTERVAL_SECONDS, marks.flush)),
+                    asyncio.create_task(every(_FORWARD_INTERVAL_SECONDS, restores.forward)),
+                    *_metrics_flushing(request_metrics),
+                ],
+            )
             await db_pool.warm_up(pool, settings)
             await redis.load_scripts()
             app.state.update(
@@ -97,17 +100,6 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
             )
             _exempt_startup_objects_from_gc()
             yield
-        finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await marks.flush()
-            if request_metrics is not None:
-                request_metrics.flush()  # the last second's requests, for the processes that stay
-            await close_redis(queue)
-            await close_redis(client)
-            await db_pool.close_pool(pool, settings)
-            gc.unfreeze()  # what startup made may be garbage now (an app of a test, say)
 
     rooms_router = Router(
         path="/rooms",
@@ -136,6 +128,28 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
     app.asgi_handler = RequestObserver(app.asgi_handler, settings, request_metrics)
     complete_description(app.openapi_schema, settings)
     return app
+
+
+def _metrics_flushing(request_metrics: RequestMetrics | None) -> list[asyncio.Task[None]]:
+    """With several processes, a task that writes this one's request figures down every second: another
+    process may answer the scrape, and this one's requests must be in the files it reads."""
+    if request_metrics is None or multiprocess_dir() is None:
+        return []
+    flush = request_metrics.flush
+
+    async def flush_request_metrics() -> None:
+        try:
+            flush()
+        except Exception:  # a full disk, say: the loop must outlive it, and try again
+            log.exception("could not write the request metrics down")
+
+    return [asyncio.create_task(every(_FLUSH_METRICS_INTERVAL_SECONDS, flush_request_metrics))]
+
+
+async def _stop_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _exempt_startup_objects_from_gc() -> None:

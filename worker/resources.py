@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import msgspec
 
@@ -35,16 +35,21 @@ class WorkerResources(msgspec.Struct, frozen=True, kw_only=True):
 
 @asynccontextmanager
 async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]:
-    """Postgres pool and Redis client with the worker's (batch-sized) bounds."""
-    pool = await db_pool.create_pool(settings, command_timeout=settings.worker_db_timeout_seconds)
-    # Every use of this client runs under its own asyncio.timeout.
-    client = create_redis(settings, settings.worker_redis_timeout_seconds, bounded_by_caller=True)
-    metrics = Metrics()
-    guarded = GuardedRedis(client, settings, metrics, settings.worker_redis_timeout_seconds, scripts=[PUT_ROOM])
-    cache = RoomCache(guarded, metrics)
-    publisher = Publisher(cache, EventStream.from_settings(settings))
-    await guarded.load_scripts()
-    try:
+    """Postgres pool and Redis client with the worker's (batch-sized) bounds.
+
+    Each close is registered as soon as its resource exists: a start that fails or is cancelled
+    half-way (SIGTERM while Redis hangs), or a close that fails, still closes the rest."""
+    async with AsyncExitStack() as closing:
+        pool = await db_pool.create_pool(settings, command_timeout=settings.worker_db_timeout_seconds)
+        closing.push_async_callback(db_pool.close_pool, pool, settings)
+        # Every use of this client runs under its own asyncio.timeout.
+        client = create_redis(settings, settings.worker_redis_timeout_seconds, bounded_by_caller=True)
+        closing.push_async_callback(close_redis, client)
+        metrics = Metrics()
+        guarded = GuardedRedis(client, settings, metrics, settings.worker_redis_timeout_seconds, scripts=[PUT_ROOM])
+        cache = RoomCache(guarded, metrics)
+        publisher = Publisher(cache, EventStream.from_settings(settings))
+        await guarded.load_scripts()
         yield WorkerResources(
             settings=settings,
             pool=pool,
@@ -55,6 +60,3 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
             metrics=metrics,
             monitor=WorkerMonitor(metrics, settings),
         )
-    finally:
-        await close_redis(client)
-        await db_pool.close_pool(pool, settings)
