@@ -9,7 +9,7 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_room_id_idx ON idempotency_keys (roo
 
 -- The codes of pruned rooms, so that none is ever handed out again: someone who kept an old code must
 -- not find a stranger's room behind it. 26^10 codes are many, but not enough to rule a clash out at
--- scale (docs/scaling.md has the arithmetic). The code alone: about 60 bytes a room with its index.
+-- scale (docs/scaling.md has the arithmetic). The code alone: about 85 bytes a room with its index.
 CREATE TABLE retired_room_codes (
     room_id varchar(12) PRIMARY KEY
 );
