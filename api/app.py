@@ -18,6 +18,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from api.background import RestoreRequests, every
 from api.deps import provide_caller
 from api.errors import EXCEPTION_HANDLERS
+from api.metrics_port import metrics_apart
 from api.observe import RequestMetrics, RequestObserver
 from api.openapi import complete_description
 from api.routes import health, history, rooms, stats, tickets
@@ -86,6 +87,8 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
                     *_metrics_flushing(request_metrics),
                 ],
             )
+            if settings.metrics_port:
+                closing.enter_context(metrics_apart(metrics, settings, asyncio.get_running_loop()))
             await db_pool.warm_up(pool, settings)
             await redis.load_scripts()
             app.state.update(
@@ -101,6 +104,8 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
             _exempt_startup_objects_from_gc()
             yield
 
+    # With a metrics port of its own, /metrics is served there alone (api/metrics_port.py).
+    public_metrics = [] if settings.metrics_port else [health.metrics]
     rooms_router = Router(
         path="/rooms",
         route_handlers=[*rooms.HANDLERS, history.get_room_history, tickets.issue_ticket],
@@ -108,7 +113,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         tags=["rooms"],
     )
     app = Litestar(
-        route_handlers=[rooms_router, tickets.jwks, stats.daily_stats, health.live, health.ready, health.metrics],
+        route_handlers=[rooms_router, tickets.jwks, stats.daily_stats, health.live, health.ready, *public_metrics],
         lifespan=[resources],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

@@ -1,10 +1,10 @@
 """The worker as the team that runs it sees it: metrics, and whether its loops still come round.
 
 `/metrics` and `/health` are served on `ROOMS_HOST:ROOMS_WORKER_METRICS_PORT` by a small threaded
-HTTP server (the standard library's WSGI server, as prometheus_client's own exporter uses), outside
-the event loop on purpose: a loop that is stuck cannot answer for itself, and the server still tells
-which one it is. The figures that need Redis or Postgres are read at scrape time, on the event loop,
-within the worker's bounds; if they cannot be read within 2 s the last ones are served.
+HTTP server (common/metrics_port.py), outside the event loop on purpose: a loop that is stuck cannot
+answer for itself, and the server still tells which one it is. The figures that need Redis or
+Postgres are read at scrape time, on the event loop, within the worker's bounds; if they cannot be
+read within 2 s the last ones are served.
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
-from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any, TypeVar
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import msgspec
 
 from common.db.outbox import outbox_backlog
 from common.db.pool import connection
 from common.metrics import CONTENT_TYPE, Metrics
+from common.metrics_port import serving
 from common.redis.stream import stream_state
-from common.settings import ENV_PREFIX, Settings, SettingsError
+from common.settings import Settings
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -197,15 +196,6 @@ class _Health(msgspec.Struct, frozen=True, rename="camel"):
     seconds_since_progress: dict[str, float]
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a scrape in progress does not hold the process when it stops
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes every few seconds are not news."""
-
-
 @contextmanager
 def monitor_server(res: WorkerResources, loop: asyncio.AbstractEventLoop) -> Iterator[int | None]:
     """Serve /metrics and /health while the block runs; yields the port (None when switched off)."""
@@ -236,23 +226,11 @@ def monitor_server(res: WorkerResources, loop: asyncio.AbstractEventLoop) -> Ite
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"/metrics or /health\n"]
 
-    try:
-        server = make_server(
-            settings.host, settings.worker_metrics_port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-        )
-    except OSError as exc:  # the port is taken (another worker on this host?) or not ours to take
-        where = f"{settings.host}:{settings.worker_metrics_port}"
-        raise SettingsError(
-            f"{ENV_PREFIX}WORKER_METRICS_PORT: cannot listen on {where} ({exc}); "
-            "give each worker on a host its own port, or 0 for none"
-        ) from exc
-    thread = threading.Thread(target=server.serve_forever, name="worker-monitor", daemon=True)
-    thread.start()
-    port = int(server.server_address[1])
-    log.info("worker metrics and health on http://%s:%d", settings.host, port)
-    try:
+    with serving(
+        app,
+        settings.host,
+        settings.worker_metrics_port,
+        setting="WORKER_METRICS_PORT",
+        what="worker metrics and health",
+    ) as port:
         yield port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

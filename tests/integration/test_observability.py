@@ -227,3 +227,48 @@ def test_the_operators_metrics_directory_is_emptied_at_start(tmp_path, database_
     finally:
         served.stop()
     assert metrics_dir.exists()  # the operator's directory stays
+
+
+@pytest.mark.one_topology
+def test_a_metrics_port_of_its_own_serves_every_process_and_the_public_port_none(
+    tmp_path, database_url, redis_url
+) -> None:
+    metrics_port = free_port()
+    served = Served(
+        tmp_path / "serve.log",
+        database_url=database_url,
+        redis_url=redis_url,
+        workers="2",
+        metrics_port=str(metrics_port),
+        create_limit_per_minute="0",
+    )
+    host = {"X-User-Id": "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"}
+    url = f"http://127.0.0.1:{served.port}"
+    try:
+        for _ in range(20):  # a new connection each time, so that both processes answer some
+            assert httpx.post(f"{url}/rooms", headers=host, timeout=10).status_code == 201
+        assert served.http.get("/metrics").status_code == 404
+        assert "/metrics" not in served.http.get("/schema/openapi.json").json()["paths"]
+        deadline = time.monotonic() + 10  # each process writes its request figures down every second
+        while time.monotonic() < deadline:
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+            if metric_value(scraped.text, "roomservice_http_requests_total", route="/rooms", status="201") == 20:
+                break
+            time.sleep(0.2)
+        scrapes = [httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) for _ in range(6)]
+    finally:
+        served.stop()
+    for scrape in scrapes:  # whichever process answered, it counts both
+        assert scrape.status_code == 200
+        assert metric_value(scrape.text, "roomservice_rooms_created_total") == 20
+        assert metric_value(scrape.text, "roomservice_http_requests_total", route="/rooms", status="201") == 20
+    # Both processes bound the port: each says so in its log.
+    assert len([line for line in served.lines() if f":{metrics_port}" in str(line["message"])]) == 2
+
+
+async def test_without_a_metrics_port_the_public_port_serves_metrics(client, host) -> None:
+    await client.post("/rooms", headers=host)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert metric_value(response.text, "roomservice_rooms_created_total") == 1
+    assert "/metrics" in (await client.get("/schema/openapi.json")).json()["paths"]
