@@ -58,8 +58,10 @@ async def test_concurrent_gets_of_a_code_redis_lacks_make_one_postgres_lookup(
             host = {"X-User-Id": str(uuid.uuid4())}
             code = (await client.post("/rooms", headers=host)).json()["roomId"]
             if answer == "ended":
-                assert (await client.delete(f"/rooms/{code}", headers=host)).status_code == 204
-                await inspect.delete("{" + room_key(code) + "}:ended")  # Redis forgot the end, too
+                # Ended here rather than by DELETE: an API connection may hold its statements' index
+                # scans for up to 10 s before reporting them, which would count them as lookups below.
+                await db.execute("UPDATE meetings SET is_active = false WHERE room_id = $1", code)
+                await db.execute("SELECT pg_stat_force_next_flush()")  # this one reports them now
             elif answer == "unknown":
                 code = "zzz-zzzz-zzz"
             await inspect.delete(room_key(code))
