@@ -239,3 +239,21 @@ def scratch_database(postgres_server_url: str) -> Iterator[str]:
     name = f"roomservice_scratch_{uuid.uuid4().hex[:12]}"
     yield asyncio.run(ensure_database(postgres_server_url, name))
     asyncio.run(drop_database(postgres_server_url, name))
+
+
+@pytest.fixture
+async def new_host(db) -> AsyncIterator[Callable[[], uuid.UUID]]:
+    """Host ids of the test's own. Their rooms, events and keys are deleted afterwards: the events
+    were never published, and the relay of a later test would otherwise meet them."""
+    hosts: list[uuid.UUID] = []
+
+    def make() -> uuid.UUID:
+        hosts.append(uuid.uuid4())
+        return hosts[-1]
+
+    yield make
+    await db.execute(
+        "DELETE FROM room_events WHERE room_id IN (SELECT room_id FROM meetings WHERE host_id = ANY($1))", hosts
+    )
+    await db.execute("DELETE FROM idempotency_keys WHERE host_id = ANY($1)", hosts)
+    await db.execute("DELETE FROM meetings WHERE host_id = ANY($1)", hosts)

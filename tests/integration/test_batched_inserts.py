@@ -34,24 +34,6 @@ def inserts(pool: Pool, metrics: Metrics | None = None, codes: Iterator[str] | N
     return RoomInserts(pool, timeout=5, metrics=metrics or Metrics(), new_code=new_code)
 
 
-@pytest.fixture
-async def new_host(db) -> AsyncIterator[Callable[[], uuid.UUID]]:
-    """Host ids of the test's own. Their rooms, events and keys are deleted afterwards: the events
-    were never published, and the relay of a later test would otherwise meet them."""
-    hosts: list[uuid.UUID] = []
-
-    def make() -> uuid.UUID:
-        hosts.append(uuid.uuid4())
-        return hosts[-1]
-
-    yield make
-    await db.execute(
-        "DELETE FROM room_events WHERE room_id IN (SELECT room_id FROM meetings WHERE host_id = ANY($1))", hosts
-    )
-    await db.execute("DELETE FROM idempotency_keys WHERE host_id = ANY($1)", hosts)
-    await db.execute("DELETE FROM meetings WHERE host_id = ANY($1)", hosts)
-
-
 async def transactions_that_wrote(db, host: uuid.UUID) -> int:
     return int(await db.fetchval("SELECT count(DISTINCT xmin::text) FROM meetings WHERE host_id = $1", host))
 

@@ -8,12 +8,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 import pytest
 
 from common.redis.keys import room_key
 from common.rooms.model import RoomView
 from common.signaling.contract import JoinContract
+from tests.support.relay import relay_now
 from tests.support.rooms import create, raw_data_of
 from worker.jobs.cache import restore_room_cache, sweep_room_cache
 from worker.jobs.outbox import relay_outbox
@@ -47,12 +47,6 @@ async def cached_object(redis_client, code: str) -> dict[str, Any]:
     assert raw is not None, f"room:{code} is not cached"
     cached: dict[str, Any] = json.loads(raw)
     return cached
-
-
-def relay_now(res) -> dict[str, Any]:
-    """The relay's context with no grace period, so rows written a moment ago count as waiting."""
-    settings = msgspec.structs.replace(res.settings, relay_grace_seconds=0.001, db_timeout_seconds=0.0005)
-    return {"resources": msgspec.structs.replace(res, settings=settings)}
 
 
 async def test_a_field_the_code_does_not_know_reaches_every_room_object_and_event(

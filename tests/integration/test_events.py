@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
-import msgspec
 import pytest
 import redis.asyncio as redis
 from litestar.testing import AsyncTestClient
@@ -18,6 +17,7 @@ from api.app import create_app
 from common.redis.keys import dead_letter_stream, ended_room_key, room_key
 from common.rooms.events import from_stream_fields
 from tests.support.faultproxy import Mode, redis_url_via
+from tests.support.relay import relay_now
 from tests.support.settings import make_settings
 from tests.support.waiting import eventually
 from worker.history import HistoryConsumer
@@ -42,13 +42,6 @@ async def stream_events(redis_client: redis.Redis, stream: str) -> list:
 
 async def history_rows(db: asyncpg.Connection, room_id: str) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM room_history WHERE room_id = $1 ORDER BY occurred_at, version", room_id)
-
-
-def relay_now(res):
-    """The relay's context with no grace period, so rows written a moment ago count as waiting."""
-    # The API's database timeout must be below the grace (an API marks within it); this relay has no API.
-    settings = msgspec.structs.replace(res.settings, relay_grace_seconds=0.001, db_timeout_seconds=0.0005)
-    return {"resources": msgspec.structs.replace(res, settings=settings)}
 
 
 # -- publishing -------------------------------------------------------------------------------

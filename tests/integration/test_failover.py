@@ -30,6 +30,7 @@ from common.redis.keys import ended_room_key, room_key
 from common.rooms.events import from_stream_fields
 from common.settings import Settings
 from tests.support.metrics import metric_value
+from tests.support.relay import relay_now
 from tests.support.topologies import SENTINEL_MASTER, ClusterTopology, Server, redis_cluster, redis_sentinel
 from tests.support.waiting import eventually
 from worker.jobs.outbox import relay_outbox
@@ -44,11 +45,7 @@ async def published(client: redis.Redis | redis.RedisCluster, stream: str) -> se
 
 async def relay_until_done(res: WorkerResources) -> None:
     """Run the relay until nothing is left to publish (its cron would, once a second)."""
-    context = {
-        "resources": msgspec.structs.replace(
-            res, settings=msgspec.structs.replace(res.settings, relay_grace_seconds=0.001, db_timeout_seconds=0.0005)
-        )
-    }
+    context = relay_now(res)
     for _ in range(20):
         if await relay_outbox(context) == 0:
             return

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import json
 
-import msgspec
-
 from common.redis.keys import ended_room_key, room_key
 from common.rooms.events import from_stream_fields
+from tests.support.relay import relay_now
 from tests.support.rooms import create
 from tests.support.waiting import eventually
 from worker.jobs.cache import sweep_room_cache
 from worker.jobs.outbox import relay_outbox
 
 _REPLACED = "cache_foreign_values_replaced_total"
-
-
-def relay_now(res):
-    """The relay's context with no grace period, so rows written a moment ago count as waiting."""
-    settings = msgspec.structs.replace(res.settings, relay_grace_seconds=0.001, db_timeout_seconds=0.0005)
-    return {"resources": msgspec.structs.replace(res, settings=settings)}
 
 
 async def entries_by_event(redis_client, stream_name: str, event_ids: set[str]) -> dict[str, int]:

@@ -4,8 +4,7 @@ for it nor inherit its deadline (common/service/inserts.py)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -30,23 +29,6 @@ async def pool(database_url: str, redis_url: str) -> AsyncIterator[Pool]:
     made = await create_pool(settings, command_timeout=BOUND)  # the statements' bound is the creates'
     yield made
     await close_pool(made, settings)
-
-
-@pytest.fixture
-async def new_host(db) -> AsyncIterator[Callable[[], uuid.UUID]]:
-    """Host ids of the test's own; their rooms, unpublished events and keys are deleted afterwards."""
-    hosts: list[uuid.UUID] = []
-
-    def make() -> uuid.UUID:
-        hosts.append(uuid.uuid4())
-        return hosts[-1]
-
-    yield make
-    await db.execute(
-        "DELETE FROM room_events WHERE room_id IN (SELECT room_id FROM meetings WHERE host_id = ANY($1))", hosts
-    )
-    await db.execute("DELETE FROM idempotency_keys WHERE host_id = ANY($1)", hosts)
-    await db.execute("DELETE FROM meetings WHERE host_id = ANY($1)", hosts)
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
-import msgspec
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from common.rooms.events import from_stream_fields
+from tests.support.relay import relay_now
 from tests.support.rooms import create
 from worker.jobs.outbox import relay_outbox
 
@@ -38,8 +38,7 @@ async def test_the_relay_trims_entries_older_than_the_retention(
         await redis_client.xadd(stream_name, {"old": str(n)}, id=f"{n}-0")
     code = (await create(client, host))["roomId"]
 
-    settings = msgspec.structs.replace(worker_res.settings, relay_grace_seconds=0.001, db_timeout_seconds=0.0005)
-    await relay_outbox({"resources": msgspec.structs.replace(worker_res, settings=settings)})
+    await relay_outbox(relay_now(worker_res))
 
     floor_ms = int((time.time() - worker_res.settings.stream_retention_seconds) * 1000)
     entries = await redis_client.xrange(stream_name)

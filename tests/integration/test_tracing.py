@@ -18,7 +18,7 @@ from api.app import create_app
 from common import tracing
 from common.redis.client import RedisClient
 from common.settings import Settings
-from tests.integration.test_events import relay_now
+from tests.support.relay import relay_now
 from tests.support.waiting import eventually
 from worker.jobs.expiry import expire_rooms
 from worker.jobs.outbox import relay_outbox
