@@ -40,12 +40,12 @@ async def test_an_api_stop_whose_metrics_cannot_be_written_still_closes_the_pool
         # The request's figures had no file to go to: the stop's last flush failed, for a real reason.
         assert said.startswith("stop failed:"), said
         assert "No such file or directory" in said, said
-        database = scratch_database.rsplit("/", 1)[-1]
-        conn = await asyncpg.connect(scratch_database.rsplit("/", 1)[0] + "/postgres")
+        conn = await asyncpg.connect(scratch_database, timeout=10)
         try:
 
             async def pool_closed() -> bool:
-                count = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database)
+                others = "datname = current_database() AND pid <> pg_backend_pid()"
+                count = await conn.fetchval(f"SELECT count(*) FROM pg_stat_activity WHERE {others}")
                 return count == 0
 
             await eventually(pool_closed, 10, "the API's pool closes its warm connections although a step failed")

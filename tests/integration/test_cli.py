@@ -128,11 +128,10 @@ def test_migrate_then_serve(scratch_database: str, redis_url: str) -> None:
     server = subprocess.Popen([*ROOMSERVICE, "serve"], env=env)
     try:
         wait_until_ready(port, server)
-        created = httpx.post(
-            f"http://127.0.0.1:{port}/rooms", headers={"X-User-Id": "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"}
-        )
+        host = {"X-User-Id": "6f1c1a3e-9a53-4c1e-8a53-1b2c3d4e5f60"}
+        created = httpx.post(f"http://127.0.0.1:{port}/rooms", headers=host)
         assert created.status_code == 201
-        fetched = httpx.get(f"http://127.0.0.1:{port}/rooms/{created.json()['roomId']}")
+        fetched = httpx.get(f"http://127.0.0.1:{port}/rooms/{created.json()['roomId']}", headers=host)
         assert fetched.json() == created.json()
     finally:
         assert stop(server) in (0, -signal.SIGINT, 130)

@@ -15,6 +15,7 @@ from common.rooms.model import RoomView
 from common.signaling.contract import JoinContract
 from tests.support.relay import relay_now
 from tests.support.rooms import create, raw_data_of
+from tests.support.waiting import eventually
 from worker.jobs.cache import restore_room_cache, sweep_room_cache
 from worker.jobs.outbox import relay_outbox
 
@@ -89,6 +90,12 @@ async def test_a_field_the_code_does_not_know_reaches_every_room_object_and_even
     # The relay: events left unpublished (the API's process died before publishing them) go out
     # with the database's data, and put the room object back.
     await redis_client.delete(room_key(code))
+
+    async def marked() -> bool:  # the API marks what it published a moment later, in the background
+        query = "SELECT count(*) FROM room_events WHERE room_id = $1 AND published_at IS NULL"
+        return await db.fetchval(query, code) == 0
+
+    await eventually(marked, 10, "the API's marks of the room's events")  # else one could land after the next line
     await db.execute("UPDATE room_events SET published_at = NULL WHERE room_id = $1", code)
     assert await relay_outbox(relay_now(worker_res)) >= 2
     relayed = await raw_data_of(redis_client, stream_name, code, "room.updated")

@@ -91,6 +91,7 @@ async def test_two_apis_and_two_workers_killed_under_load_record_every_event_onc
         stream_name=stream,
         log_level="info",
         create_limit_per_minute="0",
+        change_limit_per_minute="0",  # one host ends many rooms
         sweep_interval_seconds="2",
         claim_idle_seconds="2",
         worker_db_timeout_seconds="1.5",

@@ -30,6 +30,7 @@ BASE_MODULES = (
     "common.environment",
     "common.errors",
     "common.metrics",
+    "common.metrics_port",
     "common.logs",
     "common.jobs",
     "common.tracing",
