@@ -72,9 +72,16 @@ _MAY_NOT = """
 
 # What both statements answer, in one row: the refusal (NULL: written), the room as it is now (as
 # written, else as it was), and, when written, its outbox event.
+#
+# PUBLISH_NOW reads the outbox in the statement's snapshot, taken before it waited for the row: a
+# change committed meanwhile has an event it cannot see, perhaps not yet published. Such a change
+# moved the row past the snapshot's version, so then the relay publishes, in order.
 _OUTCOME = f"""
-SELECT verdict.refusal, shown.*, event.*, {PUBLISH_NOW} AS publish_now, {GENERATION} AS generation
+SELECT verdict.refusal, shown.*, event.*,
+       {PUBLISH_NOW} AND room.version = (SELECT version FROM meetings WHERE room_id = $1) AS publish_now,
+       {GENERATION} AS generation
 FROM verdict
+LEFT JOIN room ON true
 LEFT JOIN (
     SELECT * FROM written
     UNION ALL

@@ -63,6 +63,8 @@ GENERATION_FENCE = "coalesce((SELECT generation FROM redis_primaries FOR KEY SHA
 # Whether the API publishes the event at once: no earlier event of the room waits in the outbox (the
 # relay publishes in id order, so per-room order holds either way). For the statements that change a
 # room, whose $1 is the room id (the outer query's snapshot does not see the statement's own event row).
+# It reads the statement's snapshot: a statement that waited for the room's row lock must also check
+# that no change committed meanwhile (common/db/changes.py compares the locked row's version).
 PUBLISH_NOW = "NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = $1 AND e.published_at IS NULL)"
 
 # Marks rows, given as parallel arrays of outbox ids and the generations they were published under.

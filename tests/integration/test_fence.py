@@ -4,6 +4,7 @@ whatever the window's size."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,8 +12,10 @@ import asyncpg
 import pytest
 
 from common.db import publication
+from common.db.changes import Changed, RoomChange, update_room
 from common.db.outbox import mark_published
 from common.db.publication import note_primaries, unmark_replay_batch
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.one_topology
 
@@ -115,3 +118,41 @@ async def test_a_replay_batch_reads_the_published_index_in_order(db) -> None:
         plan = "\n".join(row[0] for row in await db.fetch("EXPLAIN " + publication.REPLAY_BATCH, 20_000))
     assert "Index Scan using room_events_published_at_idx on room_events" in plan, plan
     assert "Sort" not in plan, plan
+
+
+async def test_a_change_that_waited_for_the_rooms_lock_does_not_overtake_the_change_it_waited_for(
+    db, database_url, client, host
+) -> None:
+    """Two changes of one room at once: the second waits for the row lock while the first commits its
+    event, unpublished yet. The second must then leave its own event to the relay (publish_now false),
+    which publishes both in order; publishing it at once could put it on the stream before the first."""
+    code = (await client.post("/rooms", headers=host)).json()["roomId"]
+    caller = uuid.UUID(host["X-User-Id"])
+    await eventually(lambda: _all_marked(db, code), 10, "the create's event marked published")
+    first = await asyncpg.connect(database_url, timeout=10)
+    second = await asyncpg.connect(database_url, timeout=10)
+    try:
+        async with first.transaction():
+            made = await update_room(first, code, caller, RoomChange(max_participants=3))  # type: ignore[arg-type]
+            assert isinstance(made, Changed)
+            assert made.publish_now
+            waiting = asyncio.create_task(update_room(second, code, caller, RoomChange(max_participants=2)))  # type: ignore[arg-type]
+
+            async def blocked() -> bool:
+                query = "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted"
+                return bool(await db.fetchval(query, second.get_server_pid()))
+
+            await eventually(blocked, 10, "the second change waiting for the room's lock")
+        after = await asyncio.wait_for(waiting, 10)  # the first has committed: its event waits unpublished
+        assert isinstance(after, Changed)
+        assert after.room.version == made.room.version + 1
+        assert not after.publish_now, "the later change would be published before the earlier one"
+    finally:
+        await first.close()
+        await second.close()
+        await db.execute("UPDATE room_events SET published_at = now() WHERE room_id = $1", code)  # for later relays
+
+
+async def _all_marked(db: asyncpg.Connection, code: str) -> bool:
+    query = "SELECT count(*) FROM room_events WHERE room_id = $1 AND published_at IS NULL"
+    return await db.fetchval(query, code) == 0
