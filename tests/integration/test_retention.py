@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from datetime import date
 
@@ -201,3 +202,31 @@ async def test_pruning_runs_at_the_workers_start_and_is_counted(client, db, sett
     assert (await rows_of(db, code))["meetings"] == 0
     assert (metric_value(metrics, PREFIX + "worker_pruned_rows_total", table="meetings") or 0) >= 1
     assert (metric_value(metrics, PREFIX + "worker_pruned_rows_total", table="room_history") or 0) >= 3
+
+
+async def test_a_run_goes_on_from_where_the_last_one_reached_and_a_daily_pass_from_the_beginning(
+    client, db, settings_with
+) -> None:
+    """Later runs do not walk again over the rooms earlier runs deleted: they start where the last one
+    reached. A room passed over (its event waited for the relay) goes in the next full pass."""
+    waited = await old_ended_room(client, db, days_ago=120)
+    code = waited
+    await db.execute("UPDATE room_events SET published_at = NULL WHERE room_id = $1 AND type = 'room.ended'", code)
+    newer = await old_ended_room(client, db, days_ago=100)
+    try:
+        async with worker_resources(settings_with(retention_days=90)) as res:
+            ctx = {"resources": res}
+            await prune(ctx)  # a full pass: the first of this worker
+            assert (await rows_of(db, newer))["meetings"] == 0
+            assert (await rows_of(db, waited))["meetings"] == 1
+            await db.execute("UPDATE room_events SET published_at = now() WHERE room_id = $1", code)
+
+            await prune(ctx)  # goes on from the newer room's expiry: the one before it is behind
+            assert (await rows_of(db, waited))["meetings"] == 1
+
+            reached, _ = ctx["prune_rooms_from"]
+            ctx["prune_rooms_from"] = (reached, time.monotonic() - 86400)  # a day since the full pass
+            await prune(ctx)
+            assert (await rows_of(db, waited))["meetings"] == 0
+    finally:
+        await db.execute("DELETE FROM room_events WHERE room_id = $1", code)

@@ -35,6 +35,13 @@ def run_seconds(prune_interval_seconds: int) -> float:
 
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
 
+# A run goes on from where the one before reached (kept in the worker's context), not from the
+# beginning: the index entries of the rooms earlier runs deleted stay until a vacuum, and walking
+# them again each run would cost more every hour. Once a day, and at the worker's start, a run
+# starts at the beginning, for the rooms passed over (one whose event still waited for the relay).
+_FROM = "prune_rooms_from"
+_FULL_PASS_SECONDS = 86400
+
 
 async def prune(ctx: dict[str, Any]) -> int:
     """Prune what is past its keeping; returns how many rows went (the daily statistics are kept)."""
@@ -48,7 +55,7 @@ async def prune(ctx: dict[str, Any]) -> int:
     pruned += await _prune_rows(
         res, "idempotency_keys", lambda conn: idempotency.prune_idempotency_keys(conn, _ROW_BATCH), deadline
     )
-    return pruned + await _prune_rooms(res, deadline)
+    return pruned + await _prune_rooms(res, deadline, ctx)
 
 
 def retention_seconds(res: WorkerResources) -> float | None:
@@ -61,11 +68,14 @@ def retention_seconds(res: WorkerResources) -> float | None:
     return None if days == 0 else float(max(days * 86400, res.settings.stream_retention_seconds))
 
 
-async def _prune_rooms(res: WorkerResources, deadline: float) -> int:
+async def _prune_rooms(res: WorkerResources, deadline: float, ctx: dict[str, Any]) -> int:
     older_than = retention_seconds(res)
     if older_than is None:
         return 0
-    after, pruned = _BEGINNING, 0
+    resumed_from, full_pass_at = ctx.get(_FROM, (_BEGINNING, 0.0))
+    if time.monotonic() - full_pass_at >= _FULL_PASS_SECONDS or full_pass_at == 0.0:
+        resumed_from, full_pass_at = _BEGINNING, time.monotonic()
+    after, pruned = resumed_from, 0
     while time.monotonic() < deadline:
         async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
             batch = await retention.prune_ended_rooms(conn, older_than, after, ROOM_BATCH)
@@ -74,11 +84,13 @@ async def _prune_rooms(res: WorkerResources, deadline: float) -> int:
         res.monitor.pruned("room_events", batch.events)
         res.monitor.pruned("idempotency_keys", batch.keys)
         pruned += batch.rooms + batch.history + batch.events + batch.keys
-        if batch.last_expiry is None or batch.rooms < ROOM_BATCH:
+        if batch.last_expiry is not None:
+            after = batch.last_expiry
+        if batch.rooms < ROOM_BATCH:
             break
-        after = batch.last_expiry
     else:
         log.warning("pruning stopped at its time with ended rooms left; the next run goes on")
+    ctx[_FROM] = (after, full_pass_at)
     if pruned:
         log.info("pruned %d rows of rooms ended more than %.0f s ago", pruned, older_than)
     return pruned
