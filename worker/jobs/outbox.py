@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 _RELAY_LOCK = 0x52656C61  # "Rela"
 _BATCH = 500
 # Events of a replay window made unpublished again per run: above the event rate at peak, so that a
-# replay ends, and a short statement (about a third of a second).
+# replay ends, and a statement under a second (0.8-0.9 s measured: docs/scaling.md), during which
+# marks, and the PATCH and DELETE that flush marks first, wait.
 _REPLAY_BATCH = 20_000
 
 
@@ -38,7 +39,7 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
         return 0  # Redis is unavailable: nothing can be published now
     # A short transaction of its own, with no Redis call in it: the primaries' row, which the marks
     # of every API process wait for, stays locked only for its few statements (a replay batch's
-    # UPDATE, a third of a second, the longest).
+    # UPDATE, under a second, the longest).
     async with connection(res.pool, settings.worker_db_timeout_seconds) as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK):
             return 0  # another worker is relaying
