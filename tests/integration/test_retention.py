@@ -9,6 +9,7 @@ import itertools
 import time
 import uuid
 from datetime import date
+from typing import Any
 
 import asyncpg
 import pytest
@@ -215,7 +216,7 @@ async def test_a_run_goes_on_from_where_the_last_one_reached_and_a_daily_pass_fr
     newer = await old_ended_room(client, db, days_ago=100)
     try:
         async with worker_resources(settings_with(retention_days=90)) as res:
-            ctx = {"resources": res}
+            ctx: dict[str, Any] = {"resources": res}
             await prune(ctx)  # a full pass: the first of this worker
             assert (await rows_of(db, newer))["meetings"] == 0
             assert (await rows_of(db, waited))["meetings"] == 1
