@@ -19,7 +19,7 @@ from common.tickets.claims import TicketClaims
 JOIN = lua_script(__package__, "join.lua")
 LEAVE = lua_script(__package__, "leave.lua")
 
-Outcome = Literal["admitted", "already_in", "full", "not_cached", "ticket_used"]
+Outcome = Literal["admitted", "already_in", "full", "not_cached", "not_started", "ticket_used"]
 _OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 
 

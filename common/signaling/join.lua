@@ -16,6 +16,8 @@
 --   already_in   it was a live member already; its heartbeat was refreshed (a rejoin counts once)
 --   full         count >= maxParticipants; nothing was added
 --   not_cached   no readable room object: ask GET /rooms/{roomId} and retry once (count and limit are 0)
+--   not_started  the room does not admit yet (Redis TIME < its opensAtMs): nothing was changed
+--                (count 0, the room's limit)
 --   ticket_used  the ticket admitted someone before: nothing was changed (count and limit are 0)
 -- Bad arguments give an error reply.
 
@@ -76,10 +78,25 @@ local limit = room['maxParticipants']
 if type(limit) ~= 'number' or limit < 1 or limit ~= math.floor(limit) then
   return {'not_cached', 0, 0}
 end
+-- When joins are first admitted (Unix ms: the room's start less the early-join allowance). Objects
+-- written before rooms could be scheduled have none: no restriction. Any value but an integer makes
+-- an object this contract does not describe, answered as a bad maxParticipants is (not_cached):
+-- taking it for absent would open a room that may not have started, and not_started would keep a
+-- room shut on a value nobody can read; the caller asks the Room Service instead, which knows.
+-- `% 1 ~= 0` also refuses NaN and the infinities (their `% 1` is NaN), which cjson reads from JSON.
+local opens = room['opensAtMs']
+if opens ~= nil and (type(opens) ~= 'number' or opens % 1 ~= 0) then
+  return {'not_cached', 0, 0}
+end
 
--- Server time, so every Signaling instance judges heartbeats by the same clock.
+-- Server time, so every Signaling instance judges heartbeats, and a room's opening, by the same clock.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- Before the room opens nobody is admitted, and nothing is written: no member, no used ticket, no
+-- participants key that could outlive a room whose start is moved or which is ended before it.
+if opens ~= nil and now < opens then
+  return {'not_started', 0, limit}
+end
 -- '%.0f': tostring() would print a large score in exponent form and lose digits.
 local expiry = string.format('%.0f', now + ttl)
 
