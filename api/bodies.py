@@ -6,6 +6,7 @@ a client that sends the wrong type should hear so. Their description in the API 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -70,6 +71,10 @@ UserId = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN.removesuffix("$") + r"
 CohostIds = Annotated[tuple[UserId, ...], msgspec.Meta(max_length=MAX_COHOSTS)]
 
 
+# A moment in a body: RFC 3339, with its offset (`Z` or `+01:00`): a time without one names no instant.
+Moment = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
 def user_ids(ids: tuple[str, ...]) -> tuple[UUID, ...]:
     return tuple(UUID(user_id) for user_id in ids)
 
@@ -80,6 +85,8 @@ class CreateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     max_participants: int | float | None = None
     metadata: Metadata | None = None
     cohost_ids: CohostIds = ()
+    starts_at: Moment | None = None
+    expires_at: Moment | None = None
 
     def __post_init__(self) -> None:
         _whole(self.max_participants)
@@ -94,10 +101,15 @@ class UpdateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     metadata: Metadata | UnsetType | None = UNSET
     host_id: UserId | UnsetType = UNSET
     cohost_ids: CohostIds | UnsetType = UNSET
+    starts_at: Moment | UnsetType = UNSET
+    expires_at: Moment | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        if all(value is UNSET for value in (self.max_participants, self.metadata, self.host_id, self.cohost_ids)):
-            raise ValueError("the body must set at least one of maxParticipants, metadata, hostId and cohostIds")
+        fields = (self.max_participants, self.metadata, self.host_id, self.cohost_ids, self.starts_at, self.expires_at)
+        if all(value is UNSET for value in fields):
+            raise ValueError(
+                "the body must set at least one of maxParticipants, metadata, hostId, cohostIds, startsAt and expiresAt"
+            )
         _whole(self.max_participants)
         _check_metadata(self.metadata)
 

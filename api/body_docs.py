@@ -67,10 +67,48 @@ def _cohosts_schema(description: str) -> Schema:
     )
 
 
+def _moment_schema(description: str, *, nullable: bool) -> Schema:
+    return Schema(
+        type=[OpenAPIType.STRING, OpenAPIType.NULL] if nullable else OpenAPIType.STRING,
+        format=OpenAPIFormat.DATE_TIME,
+        description=f"RFC 3339, with an offset (`Z` or `+01:00`). {description}",
+    )
+
+
+_SCHEDULE_RULES = "Out of these bounds: 422 `invalid_schedule`, naming the field and the bound."
+
+
+def _schedule_properties(create: bool) -> dict[str, Schema | Reference]:
+    """`startsAt` and `expiresAt`: their bounds are relative to now and to settings, so in words."""
+    if create:
+        starts = (
+            "When the room opens: `scheduled` until then, `active` after. At most 60 s in the past and at most "
+            "ROOMS_MAX_SCHEDULE_DAYS days ahead. Absent or null: now."
+        )
+        ends = (
+            "When the room ends: after `startsAt`, at least 10 s from now, and at most ROOMS_MAX_ROOM_SECONDS "
+            "after `startsAt`. Absent or null: ROOMS_ROOM_TTL_SECONDS after `startsAt`."
+        )
+    else:
+        starts = (
+            "Moves the start of a room that is still `scheduled` (409 `room_started` once it has started). At "
+            "most 60 s in the past and at most ROOMS_MAX_SCHEDULE_DAYS days ahead. Absent: unchanged."
+        )
+        ends = (
+            "Moves the end: extends or shortens the room. At least 10 s from now, after the start, and at most "
+            "ROOMS_MAX_ROOM_SECONDS after it. Absent: unchanged."
+        )
+    return {
+        "startsAt": _moment_schema(f"{starts} {_SCHEDULE_RULES}", nullable=create),
+        "expiresAt": _moment_schema(f"{ends} {_SCHEDULE_RULES}", nullable=create),
+    }
+
+
 def room_body(*, create: bool) -> type[Operation]:
     """An OpenAPI operation documenting the body a handler decodes itself: `{"maxParticipants": n,
-    "metadata": {...}, "cohostIds": [...]}` (and on a change `hostId`), when creating optional as a
-    whole, when changing at least one field. The bounds that are settings are filled in by api/openapi.py."""
+    "metadata": {...}, "cohostIds": [...], "startsAt": t, "expiresAt": t}` (and on a change `hostId`),
+    when creating optional as a whole, when changing at least one field. The bounds that are settings are
+    filled in by api/openapi.py."""
 
     @dataclass
     class _Documented(Operation):
@@ -93,7 +131,11 @@ def room_body(*, create: bool) -> type[Operation]:
                 if create
                 else f"{_LIMIT_NOTE} Absent: unchanged.",
             )
-            properties: dict[str, Schema | Reference] = {"maxParticipants": limit, "metadata": metadata}
+            properties: dict[str, Schema | Reference] = {
+                "maxParticipants": limit,
+                "metadata": metadata,
+                **_schedule_properties(create),
+            }
             if create:
                 properties["cohostIds"] = _cohosts_schema("Absent: none.")
             else:

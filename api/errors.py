@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -16,6 +17,7 @@ from common.errors import (
     DatabaseUnavailable,
     IdempotencyKeyReused,
     InvalidCohosts,
+    InvalidSchedule,
     MetadataTooLarge,
     NoFreeRoomCode,
     NotRoomHost,
@@ -24,6 +26,8 @@ from common.errors import (
     RoomError,
     RoomGone,
     RoomNotFound,
+    RoomNotStarted,
+    RoomStarted,
     TicketsNotConfigured,
 )
 
@@ -35,6 +39,13 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
     error: str  # stable, machine-readable, e.g. `invalid_room_id`
     detail: str  # for people: what was wrong and, where it helps, what to send instead
+
+
+class NotStartedBody(ErrorBody, frozen=True, kw_only=True, rename={"starts_at": "startsAt"}):
+    """The body of 409 `room_not_started`: the error, and when the room starts (`Retry-After` says when
+    it opens to joins, which may be a little earlier)."""
+
+    starts_at: datetime
 
 
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
@@ -61,6 +72,9 @@ _DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     RoomGone: (410, "room_gone"),
     NotRoomHost: (403, "not_room_host"),
     InvalidCohosts: (400, "invalid_cohosts"),
+    InvalidSchedule: (422, "invalid_schedule"),
+    RoomStarted: (409, "room_started"),
+    RoomNotStarted: (409, "room_not_started"),
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     RateLimited: (429, "rate_limited"),
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),
@@ -99,6 +113,13 @@ def _service_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
             code,
             "this deployment issues no join tickets: ROOMS_TICKET_KEYS is not set",
             headers={"Retry-After": str(_NOT_CONFIGURED_RETRY_SECONDS)},
+        )
+    if isinstance(exc, RoomNotStarted):
+        return Response(
+            NotStartedBody(error=code, detail=str(exc), starts_at=exc.starts_at),
+            status_code=status_code,
+            media_type=MediaType.JSON,
+            headers={"Retry-After": str(exc.retry_after)},
         )
     if isinstance(exc, RateLimited):
         return error_response(status_code, code, str(exc), headers={"Retry-After": str(exc.retry_after)})

@@ -71,6 +71,7 @@ _HEADERS: dict[tuple[str, str, str], dict[str, OpenAPIHeader]] = {
             "absent when the room was made by this request.",
         ),
     },
+    ("/rooms/{room_id}/tickets", "post", "409"): {"Retry-After": _RETRY_AFTER},
     ("/rooms/{room_id}/tickets", "post", "201"): {
         "Cache-Control": OpenAPIHeader(
             schema=Schema(type=OpenAPIType.STRING, enum=["no-store"]),

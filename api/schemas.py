@@ -15,7 +15,7 @@ from litestar.params import PathParameter
 from api.errors import ApiError
 from common.rooms.codes import INPUT_PATTERN, normalize_room_code
 from common.rooms.events import RoomEvent
-from common.rooms.model import DailyStats, Metadata, RoomView
+from common.rooms.model import DailyStats, LiveStatus, Metadata, RoomView, Status
 from common.tickets.claims import Role
 
 # -- parameters ---------------------------------------------------------------------------------
@@ -59,7 +59,9 @@ class PublicRoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     room_id: str
     max_participants: int
     created_at: datetime
+    starts_at: datetime
     expires_at: datetime
+    status: LiveStatus  # `scheduled` until `startsAt`, then `active`
     metadata: Metadata | None = None  # always in the body, null when the room has none
 
 
@@ -68,15 +70,18 @@ def public_view(view: RoomView) -> PublicRoomView:
         room_id=view.room_id,
         max_participants=view.max_participants,
         created_at=view.created_at,
+        starts_at=view.starts_at,
         expires_at=view.expires_at,
+        status=view.status,
         metadata=view.metadata,
     )
 
 
 class RoomSummary(RoomView, frozen=True, kw_only=True):
-    """A room in a user's list: `active` while it may be joined, else `ended`."""
+    """A room in a user's list: `scheduled` before its start, `active` until it ends, then `ended`."""
 
-    status: Literal["active", "ended"]
+    # Wider than a live room's: a list holds ended rooms too. (msgspec lets a subclass redefine a field.)
+    status: Status  # type: ignore[assignment]
 
 
 class RoomPage(msgspec.Struct, frozen=True, rename="camel"):

@@ -51,7 +51,9 @@ async def cache_rooms(settings: Settings, client: redis.Redis) -> list[str]:
         for _ in range(ROOMS)
     ]  # fmt: skip
     metrics = Metrics()
-    cache = RoomCache(GuardedRedis(client, settings, metrics, timeout=10, scripts=[PUT_ROOM]), metrics)
+    cache = RoomCache(
+        GuardedRedis(client, settings, metrics, timeout=10, scripts=[PUT_ROOM]), metrics, settings.early_join_seconds
+    )
     assert await cache.write(put=[CachedRoom(room, JSON_ENCODER.encode(room).decode()) for room in rooms]) == len(rooms)
     return [room.room_id for room in rooms]
 

@@ -6,6 +6,8 @@ does not exist and a database that does not answer are different kinds of news.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class RoomError(Exception):
     """A request the room domain refuses or cannot carry out."""
@@ -33,6 +35,23 @@ class ParticipantLimitOutOfRange(RoomError):
 
 class MetadataTooLarge(RoomError):
     """Metadata over ROOMS_METADATA_MAX_BYTES, measured as compact JSON."""
+
+
+class InvalidSchedule(RoomError):
+    """A start or an end outside the calendar's bounds; the message names the field and the bound."""
+
+
+class RoomStarted(RoomError):
+    """A new start asked of a room that has started."""
+
+
+class RoomNotStarted(RoomError):
+    """The room does not admit joins yet: it opens at `opens_at` (its start, less the early-join allowance)."""
+
+    def __init__(self, message: str, starts_at: datetime, retry_after: int) -> None:
+        super().__init__(message)
+        self.starts_at = starts_at
+        self.retry_after = retry_after
 
 
 class IdempotencyKeyReused(RoomError):

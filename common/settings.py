@@ -70,6 +70,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=64, le=1_048_576)] = 4096
     # A room's metadata, measured as compact JSON; it travels in every event and room object.
     metadata_max_bytes: Annotated[int, msgspec.Meta(ge=2, le=1_048_576)] = 2048
+    # The calendar: a room may be booked to start this many days ahead at most, and last at most this
+    # long from its start (ROOMS_ROOM_TTL_SECONDS is the length of a room created without an end).
+    max_schedule_days: Annotated[int, msgspec.Meta(ge=1, le=366)] = 30
+    max_room_seconds: Annotated[int, msgspec.Meta(ge=60, le=366 * 86400)] = 7 * 86400
+    # Signaling admits participants this long before a room's start (the room object's `opensAtMs`).
+    early_join_seconds: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 300
 
     # Postgres: one bound for acquiring a connection and running the statement, so a request
     # that needs Postgres answers (possibly 503) within about this long.
@@ -190,6 +196,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "db_timeout_seconds",
                 self.relay_grace_seconds > self.db_timeout_seconds,
                 "must be above",
+            ),
+            # A room created without an end lasts the default length, which must be one it may have.
+            (
+                "room_ttl_seconds",
+                "max_room_seconds",
+                self.room_ttl_seconds <= self.max_room_seconds,
+                "must not exceed",
             ),
             # A batch may take the worker's database timeout to record: it is not taken over before.
             (

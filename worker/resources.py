@@ -47,7 +47,7 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
         closing.push_async_callback(close_redis, client)
         metrics = Metrics()
         guarded = GuardedRedis(client, settings, metrics, settings.worker_redis_timeout_seconds, scripts=[PUT_ROOM])
-        cache = RoomCache(guarded, metrics)
+        cache = RoomCache(guarded, metrics, settings.early_join_seconds)
         publisher = Publisher(cache, EventStream.from_settings(settings))
         await guarded.load_scripts()
         yield WorkerResources(

@@ -11,7 +11,7 @@ from common.jobs import RESTORE_ROOM_CACHE
 from common.settings import clock_fields
 from common.tracing import traced_job
 from worker.jobs.cache import restore_room_cache, sweep_room_cache
-from worker.jobs.expiry import expire_rooms
+from worker.jobs.lifecycle import expire_rooms, start_rooms
 from worker.jobs.outbox import relay_outbox
 from worker.jobs.prune import prune, run_seconds
 from worker.monitor import observed
@@ -41,6 +41,8 @@ def worker_settings(res: WorkerResources) -> dict[str, Any]:
         "functions": [func(job(restore_room_cache), name=RESTORE_ROOM_CACHE, keep_result=0, max_tries=5)],
         "cron_jobs": [
             cron(job(relay_outbox), second=set(range(60)), timeout=30),
+            # Every second: `room.started` is due at the room's start, not at the next expiry pass.
+            cron(job(start_rooms), second=set(range(60)), timeout=30),
             cron(job(expire_rooms), **on_clock(settings.expiry_interval_seconds), timeout=60),
             cron(
                 job(sweep_room_cache),

@@ -33,7 +33,8 @@ from api.schemas import (
     public_view,
     room_code,
 )
-from common.rooms.model import JSON_ENCODER, RoomRole, RoomStatus, RoomView, to_view
+from common.rooms.model import JSON_ENCODER, RoomRole, RoomStatus, RoomView, live_status, to_view
+from common.service.checks import UNSCHEDULED, Schedule
 
 _MAX_PAGE = 100
 
@@ -44,7 +45,9 @@ _MAX_PAGE = 100
     summary="Create a room",
     description=(
         "Creates a meeting hosted by the caller and answers with its public code. The body is optional; "
-        "`maxParticipants` defaults to the configured default, `metadata` and `cohostIds` to none. With an "
+        "`maxParticipants` defaults to the configured default, `metadata` and `cohostIds` to none. A room may be "
+        "booked ahead (`startsAt`): it is `scheduled` until then, and admits joins from ROOMS_EARLY_JOIN_SECONDS "
+        "before. It ends at `expiresAt`, by default ROOMS_ROOM_TTL_SECONDS after its start. With an "
         "`Idempotency-Key`, "
         "a retry within 24 h answers with the room the first request made instead of creating another."
     ),
@@ -72,7 +75,10 @@ async def create_room(
     max_participants = None if options is None or options.max_participants is None else int(options.max_participants)
     metadata = None if options is None else options.metadata
     cohosts = () if options is None else user_ids(options.cohost_ids)
-    room, new = await changes_of(state).create(caller, max_participants, idempotency_key, metadata, cohosts)
+    schedule = UNSCHEDULED if options is None else Schedule(options.starts_at, options.expires_at)
+    room, new = await changes_of(state).create(
+        caller, max_participants, idempotency_key, metadata=metadata, cohost_ids=cohosts, schedule=schedule
+    )
     headers = {"Location": f"/rooms/{room.room_id}"}
     if not new:
         headers["Idempotent-Replayed"] = "true"  # the answer of an earlier request with this key
@@ -93,7 +99,10 @@ async def list_rooms(
     *,
     caller: NamedDependency[UUID],
     state: State,
-    status: Annotated[RoomStatus, QueryParameter(description="Which rooms: active, ended or all.")] = "all",
+    status: Annotated[
+        RoomStatus,
+        QueryParameter(description="Which rooms: scheduled (not started yet), active (started), ended, or all."),
+    ] = "all",
     role: Annotated[
         RoomRole, QueryParameter(description="The caller's part in them: host, cohost, or any (either).")
     ] = "host",
@@ -121,7 +130,10 @@ async def list_rooms(
     found = await service_of(state).user_rooms(caller, role, status, limit + 1, before)
     page = found[:limit]
     rooms = [
-        RoomSummary(**msgspec.structs.asdict(to_view(s.room)), status="active" if s.live else "ended") for s in page
+        RoomSummary(
+            **(msgspec.structs.asdict(to_view(s.room)) | {"status": live_status(s.room.start) if s.live else "ended"})
+        )
+        for s in page
     ]
     # The keyset position (created_at, id) of the page's last room.
     next_cursor = encode_cursor(page[-1].room.created_at, page[-1].room.id) if len(found) > limit else None
@@ -132,7 +144,8 @@ async def list_rooms(
     "/{room_id:str}",
     summary="Validate a room",
     description=(
-        "Answers 200 with the room while it is live. The code is case-insensitive and may omit its dashes. Who "
+        "Answers 200 with the room while it is live: `status` `scheduled` before its `startsAt`, then `active`; "
+        "410 once it has ended. The code is case-insensitive and may omit its dashes. Who "
         "hosts it (`hostId`, `cohostIds`) is told only to its host and co-hosts, named by `X-User-Id` (optional "
         "here): anyone else gets the room without them (`PublicRoomView`)."
     ),
@@ -176,16 +189,22 @@ def _hosts(view: RoomView, headers: Iterable[tuple[bytes, bytes]]) -> bool:
 
 @patch(
     "/{room_id:str}",
-    summary="Change a room: its participant limit or metadata (host or co-host), its co-hosts or host (host only)",
+    summary=(
+        "Change a room: its participant limit, metadata, start or end (host or co-host), its co-hosts or host "
+        "(host only)"
+    ),
     description=(
         "Changes what the body names, at least one field, in one change. Signaling applies a new limit from the "
-        "next join; participants already in stay. A co-host may change `maxParticipants` and `metadata`; a body "
+        "next join; participants already in stay. `expiresAt` extends or shortens a scheduled or active room: "
+        "it then ends at the new time, its participants with it. `startsAt` moves the start of a room still "
+        "`scheduled`; once started, 409 `room_started`. A co-host may change `maxParticipants`, `metadata`, "
+        "`startsAt` and `expiresAt`; a body "
         "with `cohostIds` or `hostId` is the host's alone, and from anyone else changes nothing (403). A body "
         "that asks for what the room already is changes nothing and answers the room as it is. Each user may "
         "change or end rooms `ROOMS_CHANGE_LIMIT_PER_MINUTE` times a clock minute (PATCH and DELETE together, "
         "refused ones too); past that, 429."
     ),
-    responses=error_responses(400, 401, 403, 404, 410, 413, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 410, 413, 422, 429, 503),
     security=CALLER,
     operation_class=room_body(create=False),
 )
@@ -204,6 +223,9 @@ async def update_room(
         metadata=body.metadata,
         host_id=None if body.host_id is UNSET else UUID(body.host_id),
         cohost_ids=None if body.cohost_ids is UNSET else user_ids(body.cohost_ids),
+        schedule=Schedule(
+            None if body.starts_at is UNSET else body.starts_at, None if body.expires_at is UNSET else body.expires_at
+        ),
     )
     return to_view(changed)
 

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 
 from api.deps import tickets_of
-from api.errors import error_responses
+from api.errors import NotStartedBody, error_responses
 from api.openapi import CALLER
 from api.schemas import JwkSet, RoomCode, TicketView, room_code
 
@@ -27,9 +27,18 @@ JWKS_MAX_AGE_SECONDS = 300
     description=(
         "A signed, short-lived ticket (a JWT, EdDSA) admitting the caller to this room once; Signaling "
         "verifies it with the keys of `/.well-known/jwks.json`. `role` is `host` for the room's host, `cohost` "
-        "for one of its co-hosts, else `guest`. Expires after ROOMS_TICKET_TTL_SECONDS, never after the room ends."
+        "for one of its co-hosts, else `guest`. Expires after ROOMS_TICKET_TTL_SECONDS, never after the room ends. "
+        "A room booked ahead issues none before it opens to joins, `ROOMS_EARLY_JOIN_SECONDS` before `startsAt`: "
+        "409 `room_not_started`, with `startsAt` and a `Retry-After` of the seconds until it opens."
     ),
-    responses=error_responses(400, 401, 404, 410, 429, 503),  # its headers: api/openapi.py
+    responses={
+        **error_responses(400, 401, 404, 410, 429, 503),  # their headers: api/openapi.py
+        409: ResponseSpec(
+            NotStartedBody,
+            description="The room does not admit joins yet (`room_not_started`).",
+            generate_examples=False,
+        ),
+    },
     security=CALLER,
 )
 async def issue_ticket(caller: NamedDependency[UUID], state: State, room_id: RoomCode) -> Response[TicketView]:

@@ -7,6 +7,7 @@ once (`_MAY_NOT`); the service only maps a reason to its error.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 from uuid import UUID
@@ -38,6 +39,8 @@ class RoomChange(NamedTuple):
     metadata: str | UnsetType | None = UNSET
     host_id: UUID | None = None
     cohost_ids: tuple[UUID, ...] | None = None
+    starts_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 class Refusal(StrEnum):
@@ -48,6 +51,9 @@ class Refusal(StrEnum):
     NOT_ALLOWED = "not_allowed"  # the caller is neither the host nor a co-host
     ENDED = "ended"
     COHOSTS_NAME_HOST = "cohosts_name_host"
+    ROOM_STARTED = "room_started"  # a new start asked of a room that has started
+    ENDS_BEFORE_START = "ends_before_start"  # the end asked, or kept, is not after the start
+    TOO_LONG = "too_long"  # from its start to its end, longer than a room may last
     NOTHING_TO_CHANGE = "nothing_to_change"  # everything asked is already so
 
 
@@ -98,6 +104,9 @@ WITH asked AS (
            $4::text::jsonb AS metadata,  -- NULL: as it is; the JSON null clears it
            $5::uuid AS host_id,  -- NULL: as it is; else the room is handed over
            $6::uuid[] AS cohost_ids,  -- NULL: as they are
+           $8::timestamptz AS starts_at,  -- NULL: as it is
+           $9::timestamptz AS expires_at,  -- NULL: as it is
+           make_interval(secs => $10::float8) AS longest,  -- how long a room may last from its start
            $5::uuid IS NOT NULL OR $6::uuid[] IS NOT NULL AS host_only
 ), room AS (
     {_LOCKED_ROOM}
@@ -107,20 +116,28 @@ WITH asked AS (
            coalesce(asked.host_id, room.host_id) AS host_id,
            -- The host is never a co-host: a new host leaves the co-hosts.
            array_remove(coalesce(asked.cohost_ids, room.cohost_ids), coalesce(asked.host_id, room.host_id))
-               AS cohost_ids
+               AS cohost_ids,
+           coalesce(asked.starts_at, room.starts_at) AS starts_at,
+           coalesce(asked.expires_at, room.expires_at) AS expires_at
     FROM asked, room
 ), verdict AS (
     SELECT CASE {_MAY_NOT}
         WHEN asked.cohost_ids @> ARRAY[proposed.host_id] THEN 'cohosts_name_host'
-        WHEN (proposed.max_participants, proposed.metadata, proposed.host_id, proposed.cohost_ids)
-             IS NOT DISTINCT FROM (room.max_participants, room.metadata, room.host_id, room.cohost_ids)
+        -- The start moves only while it is ahead: once the room has opened, it has happened.
+        WHEN proposed.starts_at <> room.starts_at AND room.starts_at <= now() THEN 'room_started'
+        WHEN proposed.expires_at <= proposed.starts_at THEN 'ends_before_start'
+        WHEN proposed.expires_at - proposed.starts_at > asked.longest THEN 'too_long'
+        WHEN (proposed.max_participants, proposed.metadata, proposed.host_id, proposed.cohost_ids,
+              proposed.starts_at, proposed.expires_at)
+             IS NOT DISTINCT FROM (room.max_participants, room.metadata, room.host_id, room.cohost_ids,
+                                   room.starts_at, room.expires_at)
             THEN 'nothing_to_change'
     END AS refusal
     FROM asked LEFT JOIN room ON true LEFT JOIN proposed ON true
 ), written AS (
     UPDATE meetings m
-    SET (max_participants, metadata, host_id, cohost_ids) =
-            (SELECT max_participants, metadata, host_id, cohost_ids FROM proposed),
+    SET (max_participants, metadata, host_id, cohost_ids, starts_at, expires_at) =
+            (SELECT max_participants, metadata, host_id, cohost_ids, starts_at, expires_at FROM proposed),
         version = m.version + 1
     WHERE room_id = $1 AND (SELECT refusal FROM verdict) IS NULL
     RETURNING {ROOM_COLUMNS}, room_event_data(m) AS data
@@ -133,10 +150,17 @@ WITH asked AS (
 
 
 async def update_room(
-    conn: Connection, room_id: str, caller: UUID, change: RoomChange, traceparent: str | None = None
+    conn: Connection,
+    room_id: str,
+    caller: UUID,
+    change: RoomChange,
+    *,
+    longest_seconds: float,
+    traceparent: str | None = None,
 ) -> Changed | Refused:
-    """Make `change` to a live room `caller` may change so, unless it would change nothing.
-    `traceparent`: of the request, for the event (as for every statement below that writes one)."""
+    """Make `change` to a live room `caller` may change so, unless it would change nothing, or leave
+    the room lasting longer than `longest_seconds` from its start. `traceparent`: of the request, for
+    the event (as for every statement below that writes one)."""
     metadata = change.metadata
     row = await conn.fetchrow(
         _UPDATE_ROOM,
@@ -147,6 +171,9 @@ async def update_room(
         change.host_id,
         None if change.cohost_ids is None else list(change.cohost_ids),
         traceparent,
+        change.starts_at,
+        change.expires_at,
+        float(longest_seconds),
     )
     return _outcome(row)
 

@@ -20,14 +20,26 @@ WITH incoming AS (
     INSERT INTO room_history (event_id, room_id, type, version, occurred_at, data)
     SELECT * FROM incoming
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING type, (occurred_at AT TIME ZONE 'UTC')::date AS day, data
+    RETURNING type, occurred_at, (occurred_at AT TIME ZONE 'UTC')::date AS day, data
+), counts AS (  -- one row per event counted, on its day
+    SELECT day, type FROM recorded WHERE type IN ('room.created', 'room.ended')
+    UNION ALL
+    -- A room starts once: announced by `room.started` if booked ahead, else when created (its start
+    -- not after its creation; events from before rooms had a start have none, and started so). On the
+    -- day of its start.
+    SELECT (coalesce((data ->> 'startsAt')::timestamptz, occurred_at) AT TIME ZONE 'UTC')::date, 'started'
+    FROM recorded
+    WHERE type = 'room.started'
+       OR (type = 'room.created' AND coalesce((data ->> 'startsAt')::timestamptz, occurred_at) <= occurred_at)
 ), counted AS (
-    INSERT INTO daily_room_stats AS s (day, rooms_created, rooms_ended)
-    SELECT day, count(*) FILTER (WHERE type = 'room.created'), count(*) FILTER (WHERE type = 'room.ended')
-    FROM recorded GROUP BY day ORDER BY day
+    INSERT INTO daily_room_stats AS s (day, rooms_created, rooms_ended, rooms_started)
+    SELECT day, count(*) FILTER (WHERE type = 'room.created'), count(*) FILTER (WHERE type = 'room.ended'),
+           count(*) FILTER (WHERE type = 'started')
+    FROM counts GROUP BY day ORDER BY day
     ON CONFLICT (day) DO UPDATE
         SET rooms_created = s.rooms_created + excluded.rooms_created,
-            rooms_ended = s.rooms_ended + excluded.rooms_ended
+            rooms_ended = s.rooms_ended + excluded.rooms_ended,
+            rooms_started = s.rooms_started + excluded.rooms_started
 ), hosted AS (
     INSERT INTO daily_room_hosts (day, host_id)
     SELECT DISTINCT day, (data ->> 'hostId')::uuid FROM recorded WHERE type = 'room.created'
@@ -78,6 +90,7 @@ _DAILY_STATS = """
 SELECT d::date AS day,
        coalesce(s.rooms_created, 0) AS rooms_created,
        coalesce(s.rooms_ended, 0) AS rooms_ended,
+       coalesce(s.rooms_started, 0) AS rooms_started,
        (SELECT count(*) FROM daily_room_hosts h WHERE h.day = d::date) AS distinct_hosts
 FROM generate_series($1::text::date, $2::text::date, interval '1 day') AS d
 LEFT JOIN daily_room_stats s ON s.day = d::date
@@ -93,6 +106,7 @@ async def daily_stats(conn: Connection, first: date, last: date) -> list[DailySt
             rooms_created=row["rooms_created"],
             rooms_ended=row["rooms_ended"],
             distinct_hosts=row["distinct_hosts"],
+            rooms_started=row["rooms_started"],
         )
         # As text: asyncpg sends the first and last days of the calendar as -infinity and infinity,
         # from or to which the series would never end.

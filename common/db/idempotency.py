@@ -9,7 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from common.db.pool import Connection, deleted_count
-from common.db.room_rows import room_from_row
+from common.db.room_rows import ROOM_COLUMNS, room_from_row
 from common.rooms.model import Room
 
 # How long a key is remembered, as SQL: a key older than this may be used again for a new room.
@@ -18,9 +18,8 @@ KEY_LIFETIME = "interval '24 hours'"
 LIVE_KEY = f"k.created_at > now() - {KEY_LIFETIME}"
 
 _FIND_BY_KEY = f"""
-SELECT k.request_hash, m.id, m.room_id, m.host_id, m.max_participants, m.created_at, m.expires_at, m.version,
-       m.metadata, m.cohost_ids
-FROM idempotency_keys k JOIN meetings m USING (room_id)
+SELECT k.request_hash, m.*
+FROM idempotency_keys k, LATERAL (SELECT {ROOM_COLUMNS} FROM meetings WHERE room_id = k.room_id) AS m
 WHERE k.host_id = $1 AND k.key = $2 AND {LIVE_KEY}
 """
 

@@ -13,7 +13,13 @@ from common.rooms.model import CacheableRoom, CachedRoom, Metadata, Room, Stored
 # A room may be joined while it has not been ended and has not expired (by the database's clock).
 LIVE = "is_active AND expires_at > now()"
 
-ROOM_COLUMNS = "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata, cohost_ids"
+# A room's start: a row from before rooms had one (NULL) started at its creation.
+ROOM_START = "coalesce(starts_at, created_at)"
+
+ROOM_COLUMNS = (
+    "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata, cohost_ids, "
+    f"{ROOM_START} AS starts_at"
+)
 
 # The room object as the database defines it (the JSON cached at room:{roomId}), beside ROOM_COLUMNS
 # in a statement that reads rooms to cache them (FROM meetings: the row is `meetings`).
@@ -31,6 +37,7 @@ def room_from_row(row: asyncpg.Record) -> Room:
         max_participants=row["max_participants"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],
+        starts_at=row["starts_at"],
         version=row["version"],
         metadata=None if (metadata := row["metadata"]) is None else _METADATA.decode(metadata),
         cohost_ids=tuple(row["cohost_ids"]),

@@ -18,6 +18,7 @@ from common.db.room_rows import (
     LIVE,
     ROOM_COLUMNS,
     ROOM_OBJECT,
+    ROOM_START,
     cacheable_room_from_row,
     cached_room_from_row,
     room_from_row,
@@ -27,9 +28,10 @@ from common.rooms.model import CacheableRoom, CachedRoom, Room, RoomRole, RoomSt
 
 
 class NewRoom(NamedTuple):
-    """A room to create, living `ttl_seconds`, claiming `idempotency` (key, request hash) if given;
-    `traceparent`: of the request that asks for it, for its event (common/tracing.py); `metadata`: its
-    metadata as compact JSON, if any; `cohost_ids`: its co-hosts."""
+    """A room to create, claiming `idempotency` (key, request hash) if given; `traceparent`: of the
+    request that asks for it, for its event (common/tracing.py); `metadata`: its metadata as compact
+    JSON, if any; `cohost_ids`: its co-hosts. It starts at `starts_at`, or at once (the database's
+    now), and ends at `expires_at`, or `ttl_seconds` after its start."""
 
     room_id: str
     host_id: UUID
@@ -39,6 +41,8 @@ class NewRoom(NamedTuple):
     traceparent: str | None = None
     metadata: str | None = None
     cohost_ids: tuple[UUID, ...] = ()
+    starts_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 # One statement, so one transaction, for any number of rooms: each room, its `room.created` event and,
@@ -49,8 +53,12 @@ class NewRoom(NamedTuple):
 _CREATE_ROOMS = f"""
 WITH new AS (
     SELECT * FROM unnest(
-        $1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]
-    ) AS new (room_id, host_id, max_participants, ttl_seconds, key, request_hash, traceparent, metadata, cohost_ids)
+        $1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+        $10::timestamptz[], $11::timestamptz[]
+    ) AS new (
+        room_id, host_id, max_participants, ttl_seconds, key, request_hash, traceparent, metadata, cohost_ids,
+        starts_at, expires_at
+    )
 ), claim AS (
     INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
     SELECT host_id, key, request_hash, room_id FROM new WHERE key IS NOT NULL
@@ -60,11 +68,14 @@ WITH new AS (
         WHERE NOT ({LIVE_KEY})
     RETURNING k.room_id
 ), room AS (
-    INSERT INTO meetings (room_id, host_id, max_participants, expires_at, metadata, cohost_ids)
-    SELECT room_id, host_id, max_participants, now() + make_interval(secs => ttl_seconds), metadata::jsonb,
+    INSERT INTO meetings (room_id, host_id, max_participants, starts_at, expires_at, started, metadata, cohost_ids)
+    SELECT room_id, host_id, max_participants, start,
+           coalesce(expires_at, start + make_interval(secs => ttl_seconds)),
+           start <= now(),  -- a room booked ahead starts later, with `room.started` (common/db/lifecycle.py)
+           metadata::jsonb,
            -- each room's list as an array literal: unnest takes no ragged arrays
            coalesce(cohost_ids::uuid[], '{{}}')
-    FROM new
+    FROM new, LATERAL (SELECT coalesce(new.starts_at, now()) AS start) AS s
     WHERE key IS NULL OR room_id IN (SELECT room_id FROM claim)
     RETURNING {ROOM_COLUMNS}, room_event_data(meetings) AS data
 ), event AS (
@@ -97,9 +108,20 @@ async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[R
         traceparents if any(traceparents) else None,
         metadata if any(m is not None for m in metadata) else None,  # likewise for rooms without metadata
         cohosts if any(cohosts) else None,  # and without co-hosts
+        *_schedule(new),
     )
     made = {row["room_id"]: (room_from_row(row), outboxed_from_row(row)) for row in rows}
     return [made.get(room.room_id) for room in new]
+
+
+def _schedule(new: Sequence[NewRoom]) -> tuple[list[datetime | None] | None, list[datetime | None] | None]:
+    """The starts and ends asked for, each array None when no room asks for one (the usual create)."""
+    starts = [room.starts_at for room in new]
+    ends = [room.expires_at for room in new]
+    return (
+        starts if any(start is not None for start in starts) else None,
+        ends if any(end is not None for end in ends) else None,
+    )
 
 
 def _array_literal(ids: Sequence[UUID]) -> str | None:
@@ -128,7 +150,8 @@ FROM meetings
 WHERE {of_user}
   AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
   AND CASE $4::text
-        WHEN 'active' THEN {LIVE}
+        WHEN 'scheduled' THEN {LIVE} AND {ROOM_START} > now()
+        WHEN 'active' THEN {LIVE} AND {ROOM_START} <= now()
         WHEN 'ended' THEN NOT ({LIVE})
         ELSE true
       END
@@ -184,30 +207,3 @@ LIMIT $2
 async def live_rooms_after(conn: Connection, after_room_id: str, limit: int) -> list[CachedRoom]:
     """The next `limit` live rooms in code order: a keyset page, so a sweep never holds them all."""
     return [cached_room_from_row(row) for row in await conn.fetch(_LIVE_ROOMS_AFTER, after_room_id, limit)]
-
-
-# Rooms past their lifetime end, each with its `room.ended` event, in one statement. SKIP LOCKED lets
-# several workers expire at once without waiting on each other.
-_EXPIRE_ROOMS = f"""
-WITH ended AS (
-    UPDATE meetings m SET is_active = false, version = m.version + 1
-    WHERE m.id IN (
-        SELECT id FROM meetings
-        WHERE is_active AND expires_at <= now()
-        ORDER BY expires_at
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING m.room_id, m.version, room_event_data(m, 'expired') AS data
-)
-INSERT INTO room_events (type, room_id, version, data, traceparent)
-SELECT 'room.ended', room_id, version, data, $2::text FROM ended
-RETURNING id AS outbox_id, event_id, type, room_id, version, occurred_at, data, traceparent,
-          {GENERATION} AS generation
-"""
-
-
-async def expire_rooms(conn: Connection, limit: int, traceparent: str | None = None) -> list[Outboxed]:
-    """End up to `limit` rooms whose lifetime is over; their `room.ended` events, in the outbox, with
-    the `traceparent` of the job that ended them."""
-    return [outboxed_from_row(row) for row in await conn.fetch(_EXPIRE_ROOMS, limit, traceparent)]

@@ -22,13 +22,13 @@ from common.redis.commands import CommandQueue
 from common.redis.guarded import GuardedRedis
 from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
 from common.redis.scripts import lua_script
-from common.rooms.model import CachedRoom, Room, RoomView
+from common.rooms.model import CachedRoom, CachedView, Room, RoomView, cached_to_view
 
 log = logging.getLogger(__name__)
 
 PUT_ROOM = lua_script(__package__, "lua/put_room.lua")
 
-_VIEW_DECODER = msgspec.json.Decoder(RoomView)
+_VIEW_DECODER = msgspec.json.Decoder(CachedView)
 _ROOM_DECODER = msgspec.json.Decoder(Room)
 
 T = TypeVar("T")
@@ -59,18 +59,23 @@ class CacheWrite(NamedTuple):
 
 
 class RoomCache:
-    """Reads and writes room objects through the guarded client: nothing here raises for Redis being down."""
+    """Reads and writes room objects through the guarded client: nothing here raises for Redis being down.
 
-    def __init__(self, redis: GuardedRedis, metrics: Metrics) -> None:
+    `early_join_seconds`: how long before its start a room admits joins (ROOMS_EARLY_JOIN_SECONDS),
+    written into each object as `opensAtMs` for join.lua.
+    """
+
+    def __init__(self, redis: GuardedRedis, metrics: Metrics, early_join_seconds: int) -> None:
         self._redis = redis
         self._metrics = metrics
+        self._early_join_ms = early_join_seconds * 1000
 
     async def lookup(self, room_id: str) -> Lookup:
         """The cached room, and whether the code is known not to exist or to have ended; none of these
         while Redis is unavailable. The keys share the room's cluster slot: one MGET, or a share of
         one with the other requests' lookups of the moment."""
-        view, known_missing, known_ended = await self._lookup(room_id, _VIEW_DECODER.decode)
-        return Lookup(view, known_missing, known_ended)
+        cached, known_missing, known_ended = await self._lookup(room_id, _VIEW_DECODER.decode)
+        return Lookup(None if cached is None else cached_to_view(cached), known_missing, known_ended)
 
     async def lookup_room(self, room_id: str) -> RoomLookup:
         """As `lookup`, with the whole room object (its internal id too) rather than what clients see."""
@@ -158,14 +163,16 @@ class RoomCache:
             self._metrics.incr("cache_writes_skipped_total", failed_puts)
         return CacheWrite(written, tuple(code for code, _ in failed), results[ends_from + 2 * len(end) :])
 
-    @staticmethod
-    def _queue(queue: CommandQueue, *, put: Sequence[CachedRoom], end: Sequence[Room], only_if_absent: bool) -> None:
+    def _queue(
+        self, queue: CommandQueue, *, put: Sequence[CachedRoom], end: Sequence[Room], only_if_absent: bool
+    ) -> None:
         """Queue, in this order:
 
         - for each room of `put`: put_room.lua, which caches it until it expires unless a newer object
           or the ended mark is there (or, with `only_if_absent`, any room object at all: what the
-          sweep wants), replacing a value some other writer left at its keys; then, unless
-          `only_if_absent`, forget that its code was missing (probed before it was drawn);
+          sweep wants), replacing a value some other writer left at its keys, and moves the expiry of
+          its participants to the room's end; then, unless `only_if_absent`, forget that its code was
+          missing (probed before it was drawn);
         - for each room of `end`: the ended mark, then the room object and participants gone (SET and
           DEL take a key of any type: nothing another writer leaves there can fail them).
         """
@@ -173,10 +180,11 @@ class RoomCache:
             queue.execute_command(  # bytes arguments, which redis-py's evalsha is not typed to take
                 "EVALSHA",
                 PUT_ROOM.sha,
-                2,
+                3,
                 room_key(room.room_id),
                 ended_room_key(room.room_id),
-                data,
+                participants_key(room.room_id),
+                self._with_opening(room, data),
                 str(room.version),
                 str(_epoch_ms(room.expires_at)),
                 "nx" if only_if_absent else "",
@@ -189,6 +197,13 @@ class RoomCache:
             until = max(_epoch_ms(room.expires_at), int(time.time() * 1000) + 1000)
             queue.set(ended_room_key(room.room_id), b"1", pxat=until)
             queue.delete(room_key(room.room_id), participants_key(room.room_id))
+
+    def _with_opening(self, room: Room, data: str) -> str:
+        """The object as the database made it, with `opensAtMs` (epoch ms) added: the moment join.lua
+        admits from. It depends on this deployment's early-join allowance, which the database does not
+        know; the object is a JSON object, so the field goes before its closing brace."""
+        opens = _epoch_ms(room.start) - self._early_join_ms
+        return f'{data[:-1]},"opensAtMs":{opens}}}'
 
 
 def _epoch_ms(moment: datetime) -> int:

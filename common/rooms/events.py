@@ -14,7 +14,7 @@ import msgspec
 
 from common.rooms.model import JSON_ENCODER, Room
 
-EventType = Literal["room.created", "room.updated", "room.ended"]
+EventType = Literal["room.created", "room.started", "room.updated", "room.ended"]
 EndReason = Literal["expired", "deleted"]
 
 # W3C Trace Context: version 00, trace id, parent span id, flags, in lower-case hex.

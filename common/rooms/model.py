@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 import msgspec
 
-# Which of a host's rooms to list: live ones, ended ones, or both.
-RoomStatus = Literal["active", "ended", "all"]
+# What a room is now: booked and not yet started, started and not yet ended, or ended.
+Status = Literal["scheduled", "active", "ended"]
+# What a live room (one that answers 200) is now.
+LiveStatus = Literal["scheduled", "active"]
+# Which of a user's rooms to list: those of one status, or all.
+RoomStatus = Literal["scheduled", "active", "ended", "all"]
 # Which rooms of a user to list: those they host, those naming them a co-host, or either.
 RoomRole = Literal["host", "cohost", "any"]
 
@@ -43,9 +47,16 @@ class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defau
     # The room's revision: 1 when created, one more for each change. Cache writers compare it so that
     # an older read never overwrites a newer object (common/redis/lua/put_room.lua).
     version: int
+    # When the room opens: `scheduled` before, `active` after. Absent from the objects written before
+    # rooms had a start (such a room started at its creation): read `start`.
+    starts_at: datetime | None = None
     metadata: Metadata | None = None
     # Users the host named, who may change the limit and metadata and end the room; never the host.
     cohost_ids: tuple[UUID, ...] = ()
+
+    @property
+    def start(self) -> datetime:
+        return self.created_at if self.starts_at is None else self.starts_at
 
 
 class CachedRoom(NamedTuple):
@@ -59,16 +70,33 @@ class CachedRoom(NamedTuple):
 
 
 class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """A room as clients see it: the same body whether it was served from Redis or Postgres."""
+    """A live room as clients see it: the same body whether it was served from Redis or Postgres."""
 
     room_id: str
     host_id: UUID
     max_participants: int
     created_at: datetime
+    starts_at: datetime
     expires_at: datetime
+    # `scheduled` until `startsAt`, then `active` (an ended room answers 410).
+    status: LiveStatus
     # Always in the body, null when the room has none: a stable shape for clients.
     metadata: Metadata | None = None
     # Always in the body, empty when the room has none.
+    cohost_ids: tuple[UUID, ...] = ()
+
+
+class CachedView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """What a GET reads of a cached room object (fewer fields to decode than `Room`): the fields of
+    `RoomView` the object holds. The start is absent from objects written before rooms had one."""
+
+    room_id: str
+    host_id: UUID
+    max_participants: int
+    created_at: datetime
+    starts_at: datetime | None = None
+    expires_at: datetime
+    metadata: Metadata | None = None
     cohost_ids: tuple[UUID, ...] = ()
 
 
@@ -96,15 +124,42 @@ class DailyStats(msgspec.Struct, frozen=True, rename="camel"):
     rooms_created: int
     rooms_ended: int
     distinct_hosts: int
+    # Rooms that opened that day: booked ones on the day of their start, the others when created.
+    rooms_started: int
+
+
+def live_status(start: datetime, now: datetime | None = None) -> LiveStatus:
+    """What a live room starting at `start` is at `now` (this process's clock, by default)."""
+    return "scheduled" if start > (datetime.now(UTC) if now is None else now) else "active"
 
 
 def to_view(room: Room) -> RoomView:
+    """A live room's view, its status as of now."""
+    start = room.start
     return RoomView(
         room_id=room.room_id,
         host_id=room.host_id,
         max_participants=room.max_participants,
         created_at=room.created_at,
+        starts_at=start,
         expires_at=room.expires_at,
+        status=live_status(start),
         metadata=room.metadata,
         cohost_ids=room.cohost_ids,
+    )
+
+
+def cached_to_view(cached: CachedView) -> RoomView:
+    """The view of a cached room object (live while cached), its status as of now."""
+    start = cached.created_at if cached.starts_at is None else cached.starts_at
+    return RoomView(
+        room_id=cached.room_id,
+        host_id=cached.host_id,
+        max_participants=cached.max_participants,
+        created_at=cached.created_at,
+        starts_at=start,
+        expires_at=cached.expires_at,
+        status=live_status(start),
+        metadata=cached.metadata,
+        cohost_ids=cached.cohost_ids,
     )

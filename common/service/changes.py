@@ -4,6 +4,7 @@ with its outbox event; Redis then gets the room and the event (see common/servic
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from uuid import UUID
 
 from msgspec import UNSET, UnsetType
@@ -11,7 +12,16 @@ from msgspec import UNSET, UnsetType
 from common.db import changes, idempotency
 from common.db.changes import Changed, Refusal, Refused, RoomChange
 from common.db.pool import Pool, connection
-from common.errors import DatabaseUnavailable, InvalidCohosts, NotRoomHost, RoomError, RoomGone, RoomNotFound
+from common.errors import (
+    DatabaseUnavailable,
+    InvalidCohosts,
+    InvalidSchedule,
+    NotRoomHost,
+    RoomError,
+    RoomGone,
+    RoomNotFound,
+    RoomStarted,
+)
 from common.metrics import Metrics
 from common.redis.counters import RateCounters
 from common.redis.guarded import GuardedRedis
@@ -19,7 +29,17 @@ from common.redis.room_cache import RoomCache
 from common.redis.stream import EventStream
 from common.rooms.codes import generate_room_code
 from common.rooms.model import Metadata, Room
-from common.service.checks import checked_cohosts, checked_limit, checked_metadata
+from common.service.checks import (
+    UNSCHEDULED,
+    Schedule,
+    checked_cohosts,
+    checked_end,
+    checked_limit,
+    checked_metadata,
+    checked_schedule,
+    checked_start,
+    too_long,
+)
 from common.service.idempotency import Claim, check_replay, claim_for
 from common.service.inserts import RoomInserts
 from common.service.limits import ChangeLimit, CreationLimit
@@ -45,7 +65,7 @@ class RoomChanges:
         new_code: Callable[[], str] = generate_room_code,
     ) -> None:
         self._pool = pool
-        self._cache = RoomCache(redis, metrics)
+        self._cache = RoomCache(redis, metrics, settings.early_join_seconds)
         self._publisher = Publisher(self._cache, EventStream.from_settings(settings))
         self._marks = marks
         counters = RateCounters(redis)
@@ -61,10 +81,14 @@ class RoomChanges:
         host_id: UUID,
         max_participants: int | None,
         idempotency_key: str | None = None,
+        *,
         metadata: Metadata | None = None,
         cohost_ids: Sequence[UUID] = (),
+        schedule: Schedule = UNSCHEDULED,
     ) -> tuple[Room, bool]:
         """Store a new room with its `room.created` event, then cache the room and publish the event.
+        It opens at `schedule.starts_at` (else at once) and ends at `schedule.expires_at` (else
+        ROOMS_ROOM_TTL_SECONDS after its start).
 
         The room exists once Postgres has it, cached or not; an event Redis did not take waits in the
         outbox for the worker's relay. With an `idempotency_key` already used by this host within 24 h
@@ -76,10 +100,15 @@ class RoomChanges:
         )
         encoded = checked_metadata(settings, metadata)
         cohosts = checked_cohosts(cohost_ids, host_id)
+        schedule = checked_schedule(settings, schedule)
         await self._creation_limit.check(host_id)
-        claim = None if idempotency_key is None else claim_for(idempotency_key, limit, metadata, cohosts)
+        claim = (
+            None
+            if idempotency_key is None
+            else claim_for(idempotency_key, limit, metadata=metadata, cohost_ids=cohosts, schedule=schedule)
+        )
         made = await self._inserts.insert(
-            host_id, limit, settings.room_ttl_seconds, claim, metadata=encoded, cohost_ids=cohosts
+            host_id, limit, settings.room_ttl_seconds, claim, metadata=encoded, cohost_ids=cohosts, schedule=schedule
         )
         if made is not None:
             room, created = made
@@ -108,30 +137,44 @@ class RoomChanges:
         metadata: Metadata | UnsetType | None = UNSET,
         host_id: UUID | None = None,
         cohost_ids: Sequence[UUID] | None = None,
+        schedule: Schedule = UNSCHEDULED,
     ) -> Room:
         """Change a live room, all in one change and one `room.updated`: its limit unless None (Signaling
-        applies it from the next join) and its metadata unless UNSET (None clears it), by its host or a
-        co-host; its host (a transfer) and its co-hosts unless None, by its host only. A change to what
-        the room already is writes nothing and answers the room as it is."""
+        applies it from the next join), its metadata unless UNSET (None clears it), its end and, while it
+        is scheduled, its start, unless None, by its host or a co-host; its host (a transfer) and its
+        co-hosts unless None, by its host only. A change to what the room already is writes nothing and
+        answers the room as it is."""
         settings = self._settings
+        now = datetime.now(UTC)
+        starts_at, expires_at = schedule
         change = RoomChange(
             max_participants=None if max_participants is None else checked_limit(settings, max_participants),
             metadata=metadata if metadata is UNSET else checked_metadata(settings, metadata),
             host_id=host_id,
             cohost_ids=None if cohost_ids is None else checked_cohosts(cohost_ids, host_id),
+            starts_at=None if starts_at is None else checked_start(settings, starts_at, now),
+            # Against the start here when both are asked; else the statement checks it on the row.
+            expires_at=None if expires_at is None else checked_end(settings, expires_at, starts_at, now),
         )
         if change == RoomChange():
             raise ValueError("a change of a room needs something to change")  # the API refuses it first
         await self._change_limit.check(caller)
         await self._marks.flush()  # so this room's earlier events count as published, as they are
         async with connection(self._pool, self._timeout) as conn:
-            outcome = await changes.update_room(conn, room_id, caller, change, current_traceparent())
+            outcome = await changes.update_room(
+                conn,
+                room_id,
+                caller,
+                change,
+                longest_seconds=settings.max_room_seconds,
+                traceparent=current_traceparent(),
+            )
         if isinstance(outcome, Changed):
             await self._after_commit(outcome)
             return outcome.room
         if outcome.reason is Refusal.NOTHING_TO_CHANGE and outcome.room is not None:
             return outcome.room
-        raise _refusal_error(outcome, room_id, "change")
+        raise _refusal_error(outcome, room_id, "change", self._settings)
 
     async def end(self, room_id: str, caller: UUID) -> None:
         """End a room (its host or a co-host). Ending an ended room again changes nothing."""
@@ -145,7 +188,7 @@ class RoomChanges:
             # Already ended. Say so to Redis again: the first attempt may not have reached it.
             await self._cache.write(end=[outcome.room])
         else:
-            raise _refusal_error(outcome, room_id, "end")
+            raise _refusal_error(outcome, room_id, "end", self._settings)
 
     async def _after_commit(self, changed: Changed) -> None:
         """Publish a committed change; or, while an earlier event of the room still waits in the outbox,
@@ -156,7 +199,7 @@ class RoomChanges:
             await self._publisher.apply_only([changed.change])
 
 
-def _refusal_error(refused: Refused, room_id: str, action: str) -> RoomError:
+def _refusal_error(refused: Refused, room_id: str, action: str, settings: Settings) -> RoomError:  # noqa: PLR0911 (a case per refusal)
     """The error that answers a change or an end its statement refused."""
     match refused.reason:
         case Refusal.NOT_FOUND:
@@ -169,5 +212,11 @@ def _refusal_error(refused: Refused, room_id: str, action: str) -> RoomError:
             return RoomGone(f"room {room_id} has ended")
         case Refusal.COHOSTS_NAME_HOST:
             return InvalidCohosts("cohostIds must not name the room's host")
+        case Refusal.ROOM_STARTED:
+            return RoomStarted(f"room {room_id} has started: startsAt can no longer change")
+        case Refusal.ENDS_BEFORE_START:
+            return InvalidSchedule("expiresAt must be after startsAt")
+        case Refusal.TOO_LONG:
+            return InvalidSchedule(too_long(settings))
         case Refusal.NOTHING_TO_CHANGE:
             raise RuntimeError("a change with nothing to change found no room")  # the statement shows it

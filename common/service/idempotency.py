@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
@@ -23,7 +24,12 @@ class Claim(NamedTuple):
 
 
 def claim_for(
-    key: str, max_participants: int, metadata: Metadata | None = None, cohost_ids: Sequence[UUID] = ()
+    key: str,
+    max_participants: int,
+    *,
+    metadata: Metadata | None = None,
+    cohost_ids: Sequence[UUID] = (),
+    schedule: tuple[datetime | None, datetime | None] = (None, None),
 ) -> Claim:
     asked = f"maxParticipants={max_participants}".encode()
     # Each option added later joins the fingerprint only when given: a request without it has the
@@ -32,6 +38,12 @@ def claim_for(
         asked += b"&metadata=" + msgspec.json.encode(metadata, order="sorted")
     if cohost_ids:  # a set of users: in any order the same request
         asked += b"&cohostIds=" + ",".join(sorted(map(str, cohost_ids))).encode()
+    # Moments, not their spelling: the same instant in another offset is the same request.
+    starts_at, expires_at = schedule
+    if starts_at is not None:
+        asked += f"&startsAt={starts_at.timestamp()!r}".encode()
+    if expires_at is not None:
+        asked += f"&expiresAt={expires_at.timestamp()!r}".encode()
     return Claim(key, hashlib.sha256(asked).hexdigest())
 
 

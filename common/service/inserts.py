@@ -28,6 +28,7 @@ from common.db.rooms import NewRoom
 from common.errors import DatabaseUnavailable, NoFreeRoomCode
 from common.metrics import Metrics
 from common.rooms.model import Room
+from common.service.checks import UNSCHEDULED, Schedule
 from common.service.idempotency import Claim
 from common.tracing import current_traceparent
 
@@ -71,10 +72,11 @@ class RoomInserts:
         *,
         metadata: str | None = None,
         cohost_ids: tuple[UUID, ...] = (),
+        schedule: Schedule = UNSCHEDULED,
     ) -> Made:
         """A new room with a fresh code and its `room.created` event, or None if `claim`'s key is taken;
-        `metadata` as compact JSON. Raises `DatabaseUnavailable` (Postgres down or slower than the bound)
-        and `NoFreeRoomCode`."""
+        `metadata` as compact JSON; `schedule` checked (common/service/checks.py). Raises
+        `DatabaseUnavailable` (Postgres down or slower than the bound) and `NoFreeRoomCode`."""
         loop = asyncio.get_running_loop()
         # The traceparent is taken here, in the request's own context: the statement may be another's.
         room = NewRoom(
@@ -86,6 +88,8 @@ class RoomInserts:
             traceparent=current_traceparent(),
             metadata=metadata,
             cohost_ids=cohost_ids,
+            starts_at=schedule.starts_at,
+            expires_at=schedule.expires_at,
         )
         since = loop.time()
         if claim is None:

@@ -61,7 +61,7 @@ class RoomService:
         note_uncached: Callable[[str], None] = lambda room_id: None,
     ) -> None:
         self._pool = pool
-        self._cache = RoomCache(redis, metrics)
+        self._cache = RoomCache(redis, metrics, settings.early_join_seconds)
         self._miss_limit = MissLimit(RateCounters(redis), settings, metrics)
         self._timeout = settings.db_timeout_seconds
         self._metrics = metrics

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from uuid import UUID
 
 from common.db import rooms
 from common.db.pool import Pool, connection
-from common.errors import RoomGone, RoomNotFound, TicketsNotConfigured
+from common.errors import RoomGone, RoomNotFound, RoomNotStarted, TicketsNotConfigured
 from common.metrics import Metrics
 from common.redis.counters import RateCounters
 from common.redis.guarded import GuardedRedis
@@ -55,11 +56,12 @@ class TicketService:
         note_uncached: Callable[[str], None] = lambda room_id: None,
     ) -> None:
         self._pool = pool
-        self._cache = RoomCache(redis, metrics)
+        self._cache = RoomCache(redis, metrics, settings.early_join_seconds)
         self._limit = TicketLimit(RateCounters(redis), settings, metrics)
         self._keys = keys
         self._issuer = settings.ticket_issuer
         self._ttl = settings.ticket_ttl_seconds
+        self._early_join = settings.early_join_seconds
         self._timeout = settings.db_timeout_seconds
         self._metrics = metrics
         self._note_uncached = note_uncached
@@ -70,12 +72,22 @@ class TicketService:
 
     async def issue(self, room_id: str, user_id: UUID) -> IssuedTicket:
         """A ticket for `user_id` to join the live room `room_id` (canonical), valid for the configured
-        time but never past the room's end."""
+        time but never past the room's end. A room booked ahead gets none before it opens to joins
+        (its start, less ROOMS_EARLY_JOIN_SECONDS): join.lua would refuse it then."""
         if not self._keys.configured:
             raise TicketsNotConfigured("no ticket signing key is configured (ROOMS_TICKET_KEYS)")
         await self._limit.check(user_id)
         room = await self._live_room(room_id)
-        now = int(time.time())
+        moment = time.time()
+        opens = room.start.timestamp() - self._early_join
+        if moment < opens:
+            raise RoomNotStarted(
+                f"room {room_id} opens to joins at {room.start.isoformat()}"
+                + (f", less {self._early_join} s" if self._early_join else ""),
+                room.start,
+                retry_after=max(math.ceil(opens - moment), 1),
+            )
+        now = int(moment)
         # Whole seconds, as JWT times are: rounded down, so a ticket never outlives its room.
         expires = min(now + self._ttl, int(room.expires_at.timestamp()))
         if expires <= now:

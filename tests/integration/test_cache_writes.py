@@ -17,7 +17,11 @@ from common.rooms.model import CachedRoom, Room
 @pytest.fixture
 def cache(redis_client, settings) -> RoomCache:
     metrics = Metrics()
-    return RoomCache(GuardedRedis(redis_client, settings, metrics, timeout=5, scripts=[PUT_ROOM]), metrics)
+    return RoomCache(
+        GuardedRedis(redis_client, settings, metrics, timeout=5, scripts=[PUT_ROOM]),
+        metrics,
+        settings.early_join_seconds,
+    )
 
 
 async def stored_room(db, code: str) -> CachedRoom:

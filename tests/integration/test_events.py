@@ -17,12 +17,12 @@ from api.app import create_app
 from common.redis.keys import dead_letter_stream, ended_room_key, room_key
 from common.rooms.events import from_stream_fields
 from tests.support.faultproxy import Mode, redis_url_via
-from tests.support.relay import relay_now
+from tests.support.relay import published, relay_now
 from tests.support.settings import make_settings
 from tests.support.waiting import eventually
 from worker.history import HistoryConsumer
 from worker.jobs.cache import sweep_room_cache
-from worker.jobs.expiry import expire_rooms
+from worker.jobs.lifecycle import expire_rooms
 from worker.jobs.outbox import relay_outbox
 from worker.resources import worker_resources
 
@@ -229,10 +229,11 @@ async def test_expired_rooms_end_publish_and_answer_410(
 ) -> None:
     code = (await client.post("/rooms", headers=host)).json()["roomId"]
     await db.execute(
-        "UPDATE meetings SET created_at = now() - interval '2 days', expires_at = now() - interval '1 second' "
-        "WHERE room_id = $1",
+        "UPDATE meetings SET created_at = now() - interval '2 days', starts_at = now() - interval '2 days', "
+        "expires_at = now() - interval '1 second' WHERE room_id = $1",
         code,
     )
+    await published(db, code)  # else the end waits for the relay, behind the create
 
     assert await expire_rooms({"resources": worker_res}) >= 1
 
@@ -253,10 +254,11 @@ async def test_expired_rooms_end_publish_and_answer_410(
 async def test_room_history_lists_its_lifecycle_oldest_first(client, host, worker_res, db) -> None:
     code = (await client.post("/rooms", headers=host)).json()["roomId"]
     await db.execute(
-        "UPDATE meetings SET created_at = now() - interval '2 days', expires_at = now() - interval '1 second' "
-        "WHERE room_id = $1",
+        "UPDATE meetings SET created_at = now() - interval '2 days', starts_at = now() - interval '2 days', "
+        "expires_at = now() - interval '1 second' WHERE room_id = $1",
         code,
     )
+    await published(db, code)  # else the end waits for the relay, behind the create
     await expire_rooms({"resources": worker_res})
     await drain(worker_res)
 

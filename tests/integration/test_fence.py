@@ -133,10 +133,12 @@ async def test_a_change_that_waited_for_the_rooms_lock_does_not_overtake_the_cha
     second = await asyncpg.connect(database_url, timeout=10)
     try:
         async with first.transaction():
-            made = await update_room(first, code, caller, RoomChange(max_participants=3))  # type: ignore[arg-type]
+            made = await update_room(first, code, caller, RoomChange(max_participants=3), longest_seconds=86400)  # type: ignore[arg-type]
             assert isinstance(made, Changed)
             assert made.publish_now
-            waiting = asyncio.create_task(update_room(second, code, caller, RoomChange(max_participants=2)))  # type: ignore[arg-type]
+            waiting = asyncio.create_task(
+                update_room(second, code, caller, RoomChange(max_participants=2), longest_seconds=86400)  # type: ignore[arg-type]
+            )
 
             async def blocked() -> bool:
                 query = "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted"

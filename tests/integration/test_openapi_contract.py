@@ -59,6 +59,8 @@ CONFIG = {
         # on an encoded size, which JSON Schema cannot state (the description says it in words).
         # `cohostIds` naming the host, or one user twice in two cases, answers 400 invalid_cohosts: the
         # first is a rule between the body and the caller, and `uniqueItems` compares strings, not UUIDs.
+        # A `startsAt` or `expiresAt` out of its bounds answers 422 invalid_schedule: the bounds are
+        # relative to now, to the room's other moment and to settings, which JSON Schema cannot state.
         {
             "include-path": "/rooms",
             "include-method": "POST",
@@ -67,7 +69,7 @@ CONFIG = {
         {
             "include-path": "/rooms/{room_id}",
             "include-method": "PATCH",
-            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "413"]}},
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "413", "422"]}},
         },
         # `from` must not be after `to`, and the range at most ROOMS_STATS_MAX_DAYS long: rules between
         # two parameters, or one and today, which JSON Schema cannot state, so requests that break them
@@ -185,7 +187,7 @@ async def test_the_description_states_the_patterns_the_server_checks(client, set
     assert (body["minimum"], body["maximum"]) == (2, settings.max_participants_limit)
     assert parameter(listing, "limit")["schema"]["minimum"] == 1
     assert "maximum" not in parameter(listing, "limit")["schema"]  # above 100 is served as 100, not refused
-    assert parameter(listing, "status")["schema"]["enum"] == ["active", "ended", "all"]
+    assert parameter(listing, "status")["schema"]["enum"] == ["scheduled", "active", "ended", "all"]
     history = paths["/rooms/{room_id}/history"]["get"]
     for paged, most in ((listing, 100), (history, 500)):
         assert parameter(paged, "limit")["schema"]["minimum"] == 1
@@ -231,8 +233,11 @@ async def test_every_answer_is_described_with_its_headers(client) -> None:
                 assert headers["X-Request-Id"] == {"$ref": "#/components/headers/X-Request-Id"}, (path, method, status)
                 if status >= "400" and path != "/health/ready":
                     schema = response["content"]["application/json"]["schema"]
-                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, method, status)
-                    retry_after = status in ("429", "503")
+                    # A ticket asked before the room opens says when it starts, and when to ask again.
+                    not_started = (path, method, status) == ("/rooms/{room_id}/tickets", "post", "409")
+                    body = "NotStartedBody" if not_started else "ErrorBody"
+                    assert schema == {"$ref": f"#/components/schemas/{body}"}, (path, method, status)
+                    retry_after = status in ("429", "503") or not_started
                     assert ("Retry-After" in headers) == retry_after, (path, method, status)
     created = description["paths"]["/rooms"]["post"]["responses"]["201"]
     assert created["headers"]["Location"]["required"] is True

@@ -61,7 +61,8 @@ async def old_ended_room(client: AsyncTestClient, db: asyncpg.Connection, days_a
 async def backdate(db: asyncpg.Connection, code: str, days_ago: int) -> None:
     await db.execute(
         "UPDATE meetings SET created_at = now() - make_interval(days => $2 + 1), "
-        "expires_at = now() - make_interval(days => $2) WHERE room_id = $1",
+        "starts_at = now() - make_interval(days => $2 + 1), expires_at = now() - make_interval(days => $2) "
+        "WHERE room_id = $1",
         code,
         days_ago,
     )

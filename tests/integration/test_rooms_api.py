@@ -19,7 +19,17 @@ from tests.support.metrics import metric_value
 from tests.support.rooms import create
 
 CODE = re.compile(r"^[a-z]{3}-[a-z]{4}-[a-z]{3}$")
-ROOM_FIELDS = {"roomId", "hostId", "maxParticipants", "createdAt", "expiresAt", "metadata", "cohostIds"}
+ROOM_FIELDS = {
+    "roomId",
+    "hostId",
+    "maxParticipants",
+    "createdAt",
+    "startsAt",
+    "expiresAt",
+    "status",
+    "metadata",
+    "cohostIds",
+}
 
 
 # -- POST /rooms ------------------------------------------------------------------------------
@@ -34,6 +44,8 @@ async def test_create_stores_caches_and_answers(client, host, db, redis_client) 
     assert CODE.match(body["roomId"])
     assert body["hostId"] == host["X-User-Id"]
     assert body["maxParticipants"] == 4
+    assert body["status"] == "active"
+    assert body["startsAt"] == body["createdAt"]  # without a start of its own, it opens at once
     assert response.headers["location"] == f"/rooms/{body['roomId']}"
     lifetime = datetime.fromisoformat(body["expiresAt"]) - datetime.fromisoformat(body["createdAt"])
     assert lifetime.total_seconds() == 86400
@@ -224,8 +236,8 @@ async def test_unknown_room_is_404(client) -> None:
     "change",
     [
         "UPDATE meetings SET is_active = false WHERE room_id = $1",
-        "UPDATE meetings SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' "
-        "WHERE room_id = $1",
+        "UPDATE meetings SET created_at = now() - interval '2 days', starts_at = now() - interval '2 days', "
+        "expires_at = now() - interval '1 day' WHERE room_id = $1",
     ],
     ids=["ended", "expired"],
 )

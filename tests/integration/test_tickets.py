@@ -197,7 +197,10 @@ async def test_a_room_redis_lacks_is_read_from_postgres_and_cached_again(tickets
 
     assert issued["role"] == "host"
     assert await redis_client.exists(room_key(room_id))  # ready for the join the ticket is for
-    expire = "UPDATE meetings SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day'"
+    expire = (
+        "UPDATE meetings SET created_at = now() - interval '2 days', starts_at = now() - interval '2 days', "
+        "expires_at = now() - interval '1 day'"
+    )
     await db.execute(f"{expire} WHERE room_id = $1", room_id)
     await redis_client.delete(room_key(room_id))
     expired = await tickets.post(f"/rooms/{room_id}/tickets", headers=host)

@@ -20,7 +20,7 @@ from common.redis.client import RedisClient
 from common.settings import Settings
 from tests.support.relay import relay_now
 from tests.support.waiting import eventually
-from worker.jobs.expiry import expire_rooms
+from worker.jobs.lifecycle import expire_rooms
 from worker.jobs.outbox import relay_outbox
 from worker.resources import WorkerResources
 
@@ -135,8 +135,8 @@ async def test_an_expiry_carries_the_traceparent_of_its_job_run(
     async with AsyncTestClient(app=create_app(settings)) as client:
         room_id = (await client.post("/rooms", headers=host)).json()["roomId"]
     await db.execute(
-        "UPDATE meetings SET created_at = now() - interval '2 days', expires_at = now() - interval '1 second' "
-        "WHERE room_id = $1",
+        "UPDATE meetings SET created_at = now() - interval '2 days', starts_at = now() - interval '2 days', "
+        "expires_at = now() - interval '1 second' WHERE room_id = $1",
         room_id,
     )
 

@@ -1,1 +1,1 @@
-"""The arq jobs, one module per family: the outbox, room expiry, the room cache."""
+"""The arq jobs, one module per family: the outbox, rooms starting and ending, the room cache, pruning."""

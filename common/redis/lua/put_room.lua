@@ -9,6 +9,7 @@
 --
 -- KEYS[1]  room:<roomId>              the room object (JSON with a numeric `version`)
 -- KEYS[2]  {room:<roomId>}:ended      present once the room has ended: nothing may cache it again
+-- KEYS[3]  {room:<roomId>}:participants  Signaling's participant set (join.lua): it expires with the room
 -- ARGV[1]  the room object (JSON)
 -- ARGV[2]  its version
 -- ARGV[3]  expiry, Unix time in ms (the room's expiresAt)
@@ -40,4 +41,8 @@ elseif current then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+-- A moved end moves the participants' expiry with it, in the same step (join.lua only sets it at a
+-- join): extended, the set outlives the old end; shortened, nobody stays past the new one. A no-op
+-- when there is no set; PEXPIREAT takes a key of any type, so nothing another writer left fails it.
+redis.call('PEXPIREAT', KEYS[3], ARGV[3])
 return {1, replaced}
