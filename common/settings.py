@@ -16,9 +16,9 @@ Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 # What a request body holds besides its metadata (`{"maxParticipants":1000,"metadata":...,"hostId":...,
-# "cohostIds":[ten ids],"startsAt":...,"expiresAt":...}`, about 600 bytes), with room for the whitespace and escapes a client may send:
-# ROOMS_MAX_BODY_BYTES must leave this beside the metadata's own limit, or a body within every limit
-# could be refused as too large.
+# "cohostIds":[ten ids],"startsAt":...,"expiresAt":...}`, about 600 bytes), with room for the whitespace
+# and escapes a client may send: ROOMS_MAX_BODY_BYTES must leave this beside the metadata's own limit,
+# or a body within every limit could be refused as too large.
 BODY_BESIDE_METADATA = 1024
 
 # The database's own check constraint allows no more than this; a tier above it needs a migration.

@@ -22,7 +22,7 @@ from common.redis.commands import CommandQueue
 from common.redis.guarded import GuardedRedis
 from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
 from common.redis.scripts import lua_script
-from common.rooms.model import CachedRoom, CachedView, Room, RoomView, cached_to_view
+from common.rooms.model import CachedRoom, CachedView, Room, RoomView, to_view
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class RoomCache:
         while Redis is unavailable. The keys share the room's cluster slot: one MGET, or a share of
         one with the other requests' lookups of the moment."""
         cached, known_missing, known_ended = await self._lookup(room_id, _VIEW_DECODER.decode)
-        return Lookup(None if cached is None else cached_to_view(cached), known_missing, known_ended)
+        return Lookup(None if cached is None else to_view(cached), known_missing, known_ended)
 
     async def lookup_room(self, room_id: str) -> RoomLookup:
         """As `lookup`, with the whole room object (its internal id too) rather than what clients see."""

@@ -133,9 +133,9 @@ def live_status(start: datetime, now: datetime | None = None) -> LiveStatus:
     return "scheduled" if start > (datetime.now(UTC) if now is None else now) else "active"
 
 
-def to_view(room: Room) -> RoomView:
-    """A live room's view, its status as of now."""
-    start = room.start
+def to_view(room: Room | CachedView) -> RoomView:
+    """A live room's view (from its row, or its cached object), its status as of now."""
+    start = room.created_at if room.starts_at is None else room.starts_at
     return RoomView(
         room_id=room.room_id,
         host_id=room.host_id,
@@ -146,20 +146,4 @@ def to_view(room: Room) -> RoomView:
         status=live_status(start),
         metadata=room.metadata,
         cohost_ids=room.cohost_ids,
-    )
-
-
-def cached_to_view(cached: CachedView) -> RoomView:
-    """The view of a cached room object (live while cached), its status as of now."""
-    start = cached.created_at if cached.starts_at is None else cached.starts_at
-    return RoomView(
-        room_id=cached.room_id,
-        host_id=cached.host_id,
-        max_participants=cached.max_participants,
-        created_at=cached.created_at,
-        starts_at=start,
-        expires_at=cached.expires_at,
-        status=live_status(start),
-        metadata=cached.metadata,
-        cohost_ids=cached.cohost_ids,
     )

@@ -4,9 +4,6 @@ then admits; on every Redis topology."""
 
 from __future__ import annotations
 
-import secrets
-import time
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -15,6 +12,7 @@ from common.redis.keys import participants_key, room_key, used_ticket_key
 from common.settings import Settings
 from common.signaling.contract import JoinContract, JoinResult
 from common.tickets.claims import TicketClaims
+from tests.support.claims import ticket as verified_ticket
 from tests.support.waiting import eventually
 
 HEARTBEAT_MS = 30_000
@@ -56,23 +54,6 @@ async def redis_now_ms(redis_client, room_id: str) -> int:
 
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def claims(room_id: str, participant: str) -> TicketClaims:
-    """The claims of a verified ticket (common/signaling/tickets.py), as join.lua is given them."""
-    now = int(time.time())
-    return TicketClaims(
-        iss="roomservice",
-        aud="signaling",
-        sub=participant,
-        room=room_id,
-        rid=str(uuid.uuid4()),
-        role="guest",
-        iat=now,
-        nbf=now,
-        exp=now + 120,
-        jti=secrets.token_urlsafe(16),
-    )
 
 
 async def join_once_open(
@@ -129,7 +110,7 @@ async def test_a_ticket_refused_before_the_start_admits_once_the_room_opens(
     room_id = await book_room(client, host, starts_at)
     # The API issues no ticket before the room opens (409): this is one issued before its start was
     # moved later, or by a Room Service whose clock is ahead of Redis's.
-    ticket = claims(room_id, "alice")
+    ticket = verified_ticket(room_id, "alice")
 
     early = await contract.join(room_id, "alice", HEARTBEAT_MS, ticket=ticket)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 import uuid
 
@@ -14,7 +13,7 @@ from redis.exceptions import ResponseError
 
 from common.redis.keys import participants_key, room_key, used_ticket_key
 from common.signaling.contract import JOIN, LEAVE, JoinContract
-from common.tickets.claims import TicketClaims
+from tests.support.claims import ticket
 
 HEARTBEAT_MS = 30_000
 
@@ -256,23 +255,6 @@ async def test_scripts_reject_a_wrong_layout_and_an_empty_leave(client, host, co
 
 
 # -- join tickets: one ticket, one admission ----------------------------------------------------
-
-
-def ticket(room_id: str, participant: str, lifetime: int = 120) -> TicketClaims:
-    """The claims of a verified ticket (common/signaling/tickets.py), as join.lua is given them."""
-    now = int(time.time())
-    return TicketClaims(
-        iss="roomservice",
-        aud="signaling",
-        sub=participant,
-        room=room_id,
-        rid=str(uuid.uuid4()),
-        role="guest",
-        iat=now,
-        nbf=now,
-        exp=now + lifetime,
-        jti=secrets.token_urlsafe(16),
-    )
 
 
 async def test_a_ticket_admits_once(client, host, contract, redis_client) -> None:
