@@ -9,7 +9,7 @@ import uuid
 from common.redis.keys import room_key
 from tests.support.rooms import create
 
-PUBLIC_FIELDS = {"roomId", "maxParticipants", "createdAt", "expiresAt", "metadata"}
+PUBLIC_FIELDS = {"roomId", "maxParticipants", "createdAt", "startsAt", "expiresAt", "status", "metadata"}
 FULL_FIELDS = PUBLIC_FIELDS | {"hostId", "cohostIds"}
 
 
