@@ -139,6 +139,7 @@ def test_the_body_limit_leaves_room_for_the_metadata() -> None:
         ),
         ({"ROOMS_CLAIM_IDLE_SECONDS": "10"}, "ROOMS_CLAIM_IDLE_SECONDS", "ROOMS_WORKER_DB_TIMEOUT_SECONDS"),
         ({"ROOMS_METRICS_PORT": "8000"}, "ROOMS_METRICS_PORT", "ROOMS_PORT"),
+        ({"ROOMS_MAX_ROOM_SECONDS": "3600"}, "ROOMS_ROOM_TTL_SECONDS", "ROOMS_MAX_ROOM_SECONDS"),
         ({"ROOMS_PRUNE_INTERVAL_SECONDS": "7"}, "ROOMS_PRUNE_INTERVAL_SECONDS", "ROOMS_PRUNE_INTERVAL_SECONDS"),
     ],
 )
@@ -159,6 +160,9 @@ def test_settings_that_depend_on_each_other_are_accepted_at_their_bounds() -> No
             "ROOMS_RELAY_GRACE_SECONDS": "1.6",
             "ROOMS_CLAIM_IDLE_SECONDS": "10.5",
             "ROOMS_METRICS_PORT": "9100",
+            "ROOMS_ROOM_TTL_SECONDS": "7200",
+            "ROOMS_MAX_ROOM_SECONDS": "7200",
         }
     )
     assert (settings.stream_replay_seconds, settings.relay_grace_seconds, settings.metrics_port) == (3600, 1.6, 9100)
+    assert settings.room_ttl_seconds == settings.max_room_seconds == 7200
