@@ -105,6 +105,9 @@ async def test_an_extended_room_outlives_its_old_end(client, host, contract, red
     assert (await contract.join(code, "alice", HEARTBEAT_MS)).outcome == "already_in"
 
 
+# One topology: the participants' expiry moving with the end is the extension's test, on every one;
+# this one waits out the 10 s notice a shortened end must give.
+@pytest.mark.one_topology
 async def test_a_shortened_room_ends_at_its_new_end(client, host, contract, redis_client, worker_res, stream_name, db):
     code = (await create(client, host))["roomId"]
     assert (await contract.join(code, "alice", HEARTBEAT_MS)).outcome == "admitted"
@@ -142,6 +145,7 @@ async def test_a_shortened_room_ends_at_its_new_end(client, host, contract, redi
 # -- room.started ---------------------------------------------------------------------------------
 
 
+@pytest.mark.one_topology  # the outbox and the job decide; the stream is the same on every topology
 async def test_the_start_job_announces_a_booked_room_once_at_its_start(
     client, host, worker_res, redis_client, stream_name, db
 ) -> None:
@@ -176,6 +180,7 @@ async def test_the_start_job_announces_a_booked_room_once_at_its_start(
         assert await outboxed(db, never, "room.started") == 0, never
 
 
+@pytest.mark.one_topology  # recorded from the outbox and the stream alike on every topology
 async def test_daily_stats_count_a_room_started_when_it_starts(
     client, host, worker_res, redis_client, stream_name, db
 ) -> None:
