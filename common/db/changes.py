@@ -43,6 +43,15 @@ class RoomChange(NamedTuple):
     expires_at: datetime | None = None
 
 
+class ScheduleBounds(NamedTuple):
+    """The bounds a moved start or end is held to, in seconds (common/service/checks.py)."""
+
+    longest: float  # from the start to the end
+    furthest_ahead: float  # from now to the start
+    past_skew: float  # how far in the past a new start may be (the client's clock may be behind)
+    end_notice: float  # how soon a new end may come at the earliest
+
+
 class Refusal(StrEnum):
     """Why a change or an end wrote nothing, as its statement decides it on the locked row."""
 
@@ -52,6 +61,10 @@ class Refusal(StrEnum):
     ENDED = "ended"
     COHOSTS_NAME_HOST = "cohosts_name_host"
     ROOM_STARTED = "room_started"  # a new start asked of a room that has started
+    # A start or an end out of bounds (common/service/checks.py names each bound the same).
+    START_IN_PAST = "start_in_past"
+    START_TOO_FAR = "start_too_far"
+    END_TOO_SOON = "end_too_soon"
     ENDS_BEFORE_START = "ends_before_start"  # the end asked, or kept, is not after the start
     TOO_LONG = "too_long"  # from its start to its end, longer than a room may last
     NOTHING_TO_CHANGE = "nothing_to_change"  # everything asked is already so
@@ -106,7 +119,10 @@ WITH asked AS (
            $6::uuid[] AS cohost_ids,  -- NULL: as they are
            $8::timestamptz AS starts_at,  -- NULL: as it is
            $9::timestamptz AS expires_at,  -- NULL: as it is
-           make_interval(secs => $10::float8) AS longest,  -- how long a room may last from its start
+           make_interval(secs => $10::float8) AS longest,  -- the bounds: ScheduleBounds
+           make_interval(secs => $11::float8) AS furthest_ahead,
+           make_interval(secs => $12::float8) AS past_skew,
+           make_interval(secs => $13::float8) AS end_notice,
            $5::uuid IS NOT NULL OR $6::uuid[] IS NOT NULL AS host_only
 ), room AS (
     {_LOCKED_ROOM}
@@ -123,10 +139,21 @@ WITH asked AS (
 ), verdict AS (
     SELECT CASE {_MAY_NOT}
         WHEN asked.cohost_ids @> ARRAY[proposed.host_id] THEN 'cohosts_name_host'
-        -- The start moves only while it is ahead: once the room has opened, it has happened.
+        -- The start moves only while it is ahead: once the room has opened, it has happened. A
+        -- start or an end sent as the room has it is no move, and is held to no bound of "now".
         WHEN proposed.starts_at <> room.starts_at AND room.starts_at <= now() THEN 'room_started'
-        WHEN proposed.expires_at <= proposed.starts_at THEN 'ends_before_start'
-        WHEN proposed.expires_at - proposed.starts_at > asked.longest THEN 'too_long'
+        WHEN proposed.starts_at <> room.starts_at AND proposed.starts_at < now() - asked.past_skew
+            THEN 'start_in_past'
+        WHEN proposed.starts_at <> room.starts_at AND proposed.starts_at > now() + asked.furthest_ahead
+            THEN 'start_too_far'
+        WHEN proposed.expires_at <> room.expires_at AND proposed.expires_at < now() + asked.end_notice
+            THEN 'end_too_soon'
+        -- Only a moved start or end is held to them: a room kept as it is (say, longer than a bound
+        -- lowered since) may still change its limit.
+        WHEN (proposed.starts_at, proposed.expires_at) <> (room.starts_at, room.expires_at)
+             AND proposed.expires_at <= proposed.starts_at THEN 'ends_before_start'
+        WHEN (proposed.starts_at, proposed.expires_at) <> (room.starts_at, room.expires_at)
+             AND proposed.expires_at - proposed.starts_at > asked.longest THEN 'too_long'
         WHEN (proposed.max_participants, proposed.metadata, proposed.host_id, proposed.cohost_ids,
               proposed.starts_at, proposed.expires_at)
              IS NOT DISTINCT FROM (room.max_participants, room.metadata, room.host_id, room.cohost_ids,
@@ -155,12 +182,12 @@ async def update_room(
     caller: UUID,
     change: RoomChange,
     *,
-    longest_seconds: float,
+    bounds: ScheduleBounds,
     traceparent: str | None = None,
 ) -> Changed | Refused:
-    """Make `change` to a live room `caller` may change so, unless it would change nothing, or leave
-    the room lasting longer than `longest_seconds` from its start. `traceparent`: of the request, for
-    the event (as for every statement below that writes one)."""
+    """Make `change` to a live room `caller` may change so, unless it would change nothing, or move
+    its start or end out of `bounds`. `traceparent`: of the request, for the event (as for every
+    statement below that writes one)."""
     metadata = change.metadata
     row = await conn.fetchrow(
         _UPDATE_ROOM,
@@ -173,7 +200,7 @@ async def update_room(
         traceparent,
         change.starts_at,
         change.expires_at,
-        float(longest_seconds),
+        *map(float, bounds),
     )
     return _outcome(row)
 

@@ -4,7 +4,6 @@ with its outbox event; Redis then gets the room and the event (see common/servic
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from uuid import UUID
 
 from msgspec import UNSET, UnsetType
@@ -33,12 +32,11 @@ from common.service.checks import (
     UNSCHEDULED,
     Schedule,
     checked_cohosts,
-    checked_end,
     checked_limit,
     checked_metadata,
     checked_schedule,
-    checked_start,
-    too_long,
+    schedule_bounds,
+    schedule_refusal,
 )
 from common.service.idempotency import Claim, check_replay, claim_for
 from common.service.inserts import RoomInserts
@@ -100,13 +98,20 @@ class RoomChanges:
         )
         encoded = checked_metadata(settings, metadata)
         cohosts = checked_cohosts(cohost_ids, host_id)
-        schedule = checked_schedule(settings, schedule)
-        await self._creation_limit.check(host_id)
         claim = (
             None
             if idempotency_key is None
             else claim_for(idempotency_key, limit, metadata=metadata, cohost_ids=cohosts, schedule=schedule)
         )
+        try:
+            checked_schedule(settings, schedule)
+        except InvalidSchedule:
+            # A retry of a create that was within bounds when it was first asked (a start of "now",
+            # retried a minute on) answers with the room it made, as any retry does.
+            if claim is not None and (made_before := await self._made_before(host_id, claim)) is not None:
+                return made_before, False
+            raise
+        await self._creation_limit.check(host_id)
         made = await self._inserts.insert(
             host_id, limit, settings.room_ttl_seconds, claim, metadata=encoded, cohost_ids=cohosts, schedule=schedule
         )
@@ -118,6 +123,12 @@ class RoomChanges:
         if claim is None:
             raise RuntimeError("the create statement made no room and claimed no key")  # see rooms.create_rooms
         return await self._replay(host_id, claim), False  # the key is taken: answer with its room
+
+    async def _made_before(self, host_id: UUID, claim: Claim) -> Room | None:
+        """The room a live Idempotency-Key made for this very request, if any."""
+        async with connection(self._pool, self._timeout) as conn:
+            found = await idempotency.find_by_key(conn, host_id, claim.key)
+        return None if found is None or found[0] != claim.request_hash else found[1]
 
     async def _replay(self, host_id: UUID, claim: Claim) -> Room:
         async with connection(self._pool, self._timeout) as conn:
@@ -145,16 +156,14 @@ class RoomChanges:
         co-hosts unless None, by its host only. A change to what the room already is writes nothing and
         answers the room as it is."""
         settings = self._settings
-        now = datetime.now(UTC)
-        starts_at, expires_at = schedule
         change = RoomChange(
             max_participants=None if max_participants is None else checked_limit(settings, max_participants),
             metadata=metadata if metadata is UNSET else checked_metadata(settings, metadata),
             host_id=host_id,
             cohost_ids=None if cohost_ids is None else checked_cohosts(cohost_ids, host_id),
-            starts_at=None if starts_at is None else checked_start(settings, starts_at, now),
-            # Against the start here when both are asked; else the statement checks it on the row.
-            expires_at=None if expires_at is None else checked_end(settings, expires_at, starts_at, now),
+            # The statement holds them to their bounds, against the room's other moment and its clock.
+            starts_at=schedule.starts_at,
+            expires_at=schedule.expires_at,
         )
         if change == RoomChange():
             raise ValueError("a change of a room needs something to change")  # the API refuses it first
@@ -166,7 +175,7 @@ class RoomChanges:
                 room_id,
                 caller,
                 change,
-                longest_seconds=settings.max_room_seconds,
+                bounds=schedule_bounds(settings),
                 traceparent=current_traceparent(),
             )
         if isinstance(outcome, Changed):
@@ -214,9 +223,13 @@ def _refusal_error(refused: Refused, room_id: str, action: str, settings: Settin
             return InvalidCohosts("cohostIds must not name the room's host")
         case Refusal.ROOM_STARTED:
             return RoomStarted(f"room {room_id} has started: startsAt can no longer change")
-        case Refusal.ENDS_BEFORE_START:
-            return InvalidSchedule("expiresAt must be after startsAt")
-        case Refusal.TOO_LONG:
-            return InvalidSchedule(too_long(settings))
+        case (
+            Refusal.START_IN_PAST
+            | Refusal.START_TOO_FAR
+            | Refusal.END_TOO_SOON
+            | Refusal.ENDS_BEFORE_START
+            | Refusal.TOO_LONG
+        ):
+            return schedule_refusal(refused.reason, settings)
         case Refusal.NOTHING_TO_CHANGE:
             raise RuntimeError("a change with nothing to change found no room")  # the statement shows it

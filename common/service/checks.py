@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
 
+from common.db.changes import ScheduleBounds
 from common.errors import InvalidCohosts, InvalidSchedule, MetadataTooLarge, ParticipantLimitOutOfRange
 from common.rooms.model import JSON_ENCODER, MAX_COHOSTS, Metadata
 from common.settings import Settings
@@ -63,40 +64,48 @@ class Schedule(NamedTuple):
 UNSCHEDULED = Schedule(None, None)
 
 
-def checked_start(settings: Settings, starts_at: datetime, now: datetime) -> datetime:
-    """`InvalidSchedule` unless `starts_at` is at most START_SKEW_SECONDS past and at most
-    ROOMS_MAX_SCHEDULE_DAYS ahead."""
-    if starts_at < now - timedelta(seconds=START_SKEW_SECONDS):
-        raise InvalidSchedule(f"startsAt must be at most {START_SKEW_SECONDS} s in the past")
-    days = settings.max_schedule_days
-    if starts_at > now + timedelta(days=days):
-        raise InvalidSchedule(f"startsAt must be at most {days} days ahead (ROOMS_MAX_SCHEDULE_DAYS)")
-    return starts_at
+def schedule_bounds(settings: Settings) -> ScheduleBounds:
+    """The bounds a PATCH's statement holds a moved start or end to (see `schedule_refusal`)."""
+    return ScheduleBounds(
+        longest=settings.max_room_seconds,
+        furthest_ahead=settings.max_schedule_days * 86400,
+        past_skew=START_SKEW_SECONDS,
+        end_notice=MIN_END_NOTICE_SECONDS,
+    )
 
 
-def checked_end(settings: Settings, expires_at: datetime, starts_at: datetime | None, now: datetime) -> datetime:
-    """`InvalidSchedule` unless `expires_at` is at least MIN_END_NOTICE_SECONDS away and, where the
-    start is known here (`starts_at`), after it and within ROOMS_MAX_ROOM_SECONDS of it. (A PATCH
-    leaves the start to the statement, which reads it from the locked row.)"""
-    if expires_at < now + timedelta(seconds=MIN_END_NOTICE_SECONDS):
-        raise InvalidSchedule(f"expiresAt must be at least {MIN_END_NOTICE_SECONDS} s from now")
-    if starts_at is not None:
-        if expires_at <= starts_at:
-            raise InvalidSchedule("expiresAt must be after startsAt")
-        if expires_at - starts_at > timedelta(seconds=settings.max_room_seconds):
-            raise InvalidSchedule(too_long(settings))
-    return expires_at
-
-
-def too_long(settings: Settings) -> str:
-    return f"expiresAt must be at most {settings.max_room_seconds} s after startsAt (ROOMS_MAX_ROOM_SECONDS)"
+def schedule_refusal(reason: str, settings: Settings) -> InvalidSchedule:
+    """The error of a start or an end out of bounds, by the name a create's check and a PATCH's
+    statement both give the bound it breaks: the field and the bound."""
+    days, longest = settings.max_schedule_days, settings.max_room_seconds
+    details = {
+        "start_in_past": f"startsAt must be at most {START_SKEW_SECONDS} s in the past",
+        "start_too_far": f"startsAt must be at most {days} days ahead (ROOMS_MAX_SCHEDULE_DAYS)",
+        "end_too_soon": f"expiresAt must be at least {MIN_END_NOTICE_SECONDS} s from now",
+        "ends_before_start": "expiresAt must be after startsAt",
+        "too_long": f"expiresAt must be at most {longest} s after startsAt (ROOMS_MAX_ROOM_SECONDS)",
+    }
+    return InvalidSchedule(details[reason])
 
 
 def checked_schedule(settings: Settings, asked: Schedule) -> Schedule:
-    """A new room's start and end as asked, each checked; the start defaults to now (the database's)
-    and the end to ROOMS_ROOM_TTL_SECONDS after the start, neither of which needs a check."""
+    """A new room's start and end as asked, or `InvalidSchedule`. The start defaults to now (the
+    database's) and the end to ROOMS_ROOM_TTL_SECONDS after the start, neither of which needs a
+    check. (A PATCH's statement checks the same bounds, on the room as the change would leave it.)"""
     now = datetime.now(UTC)
-    starts_at = None if asked.starts_at is None else checked_start(settings, asked.starts_at, now)
-    if asked.expires_at is None:
-        return Schedule(starts_at, None)
-    return Schedule(starts_at, checked_end(settings, asked.expires_at, starts_at or now, now))
+    bounds = schedule_bounds(settings)
+    starts_at, expires_at = asked
+    if starts_at is not None:
+        if starts_at < now - timedelta(seconds=bounds.past_skew):
+            raise schedule_refusal("start_in_past", settings)
+        if starts_at > now + timedelta(seconds=bounds.furthest_ahead):
+            raise schedule_refusal("start_too_far", settings)
+    if expires_at is not None:
+        start = now if starts_at is None else starts_at
+        if expires_at < now + timedelta(seconds=bounds.end_notice):
+            raise schedule_refusal("end_too_soon", settings)
+        if expires_at <= start:
+            raise schedule_refusal("ends_before_start", settings)
+        if expires_at - start > timedelta(seconds=bounds.longest):
+            raise schedule_refusal("too_long", settings)
+    return asked

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from common.db import publication
-from common.db.changes import Changed, RoomChange, update_room
+from common.db.changes import Changed, RoomChange, ScheduleBounds, update_room
 from common.db.outbox import mark_published
 from common.db.publication import note_primaries, unmark_replay_batch
 from tests.support.waiting import eventually
@@ -133,11 +133,11 @@ async def test_a_change_that_waited_for_the_rooms_lock_does_not_overtake_the_cha
     second = await asyncpg.connect(database_url, timeout=10)
     try:
         async with first.transaction():
-            made = await update_room(first, code, caller, RoomChange(max_participants=3), longest_seconds=86400)  # type: ignore[arg-type]
+            made = await update_room(first, code, caller, RoomChange(max_participants=3), bounds=BOUNDS)  # type: ignore[arg-type]
             assert isinstance(made, Changed)
             assert made.publish_now
             waiting = asyncio.create_task(
-                update_room(second, code, caller, RoomChange(max_participants=2), longest_seconds=86400)  # type: ignore[arg-type]
+                update_room(second, code, caller, RoomChange(max_participants=2), bounds=BOUNDS)  # type: ignore[arg-type]
             )
 
             async def blocked() -> bool:
@@ -153,6 +153,10 @@ async def test_a_change_that_waited_for_the_rooms_lock_does_not_overtake_the_cha
         await first.close()
         await second.close()
         await db.execute("UPDATE room_events SET published_at = now() WHERE room_id = $1", code)  # for later relays
+
+
+# Bounds of a start or end move (these changes move neither).
+BOUNDS = ScheduleBounds(longest=86400, furthest_ahead=86400, past_skew=60, end_notice=10)
 
 
 async def _all_marked(db: asyncpg.Connection, code: str) -> bool:

@@ -261,3 +261,25 @@ async def test_an_idempotency_key_claims_the_instants_not_their_spelling(client,
         assert reused.status_code == 422, reused.text
         assert reused.json()["error"] == "idempotency_key_reused"
     assert await rows_of(db, host) == (1, 1)
+
+
+async def test_a_retry_answers_the_room_it_made_once_its_times_are_out_of_bounds(client, host, db) -> None:
+    # An end 11 s away is within bounds when asked, and 2 s later no longer is: the retry of that same
+    # request, lost answer and all, must still get the room it made rather than 422.
+    keyed = host | {"Idempotency-Key": "booking-2"}
+    body = {"expiresAt": (datetime.now(UTC) + 11 * SECOND).isoformat()}
+    first = await client.post("/rooms", headers=keyed, json=body)
+    assert first.status_code == 201, first.text
+
+    async def past_the_bound() -> bool:
+        return datetime.now(UTC) > moment(body["expiresAt"]) - 10 * SECOND + 100 * MS
+
+    await eventually(past_the_bound, within=30, what="the end less than 10 s away")
+    retry = await client.post("/rooms", headers=keyed, json=body)
+    anew = await client.post("/rooms", headers=host | {"Idempotency-Key": "booking-3"}, json=body)
+
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.json()["roomId"] == first.json()["roomId"]
+    assert (anew.status_code, anew.json()["detail"]) == (422, TOO_SOON)  # the bound holds for a new request
+    assert await rows_of(db, host) == (1, 1)
