@@ -21,7 +21,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.metrics_port import metrics_apart
 from api.observe import RequestMetrics, RequestObserver
 from api.openapi import complete_description
-from api.routes import health, history, rooms, stats, tickets
+from api.routes import health, history, participants, rooms, stats, tickets
 from api.tracing import tracing_middleware
 from common import tracing
 from common.db import pool as db_pool
@@ -108,7 +108,12 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
     public_metrics = [] if settings.metrics_port else [health.metrics]
     rooms_router = Router(
         path="/rooms",
-        route_handlers=[*rooms.HANDLERS, history.get_room_history, tickets.issue_ticket],
+        route_handlers=[
+            *rooms.HANDLERS,
+            history.get_room_history,
+            participants.remove_participant,
+            tickets.issue_ticket,
+        ],
         dependencies={"caller": Provide(provide_caller, sync_to_thread=False)},
         tags=["rooms"],
     )

@@ -23,12 +23,14 @@ from common.errors import (
     NotRoomHost,
     ParticipantLimitOutOfRange,
     RateLimited,
+    RemovedFromRoom,
     RoomError,
     RoomGone,
     RoomNotFound,
     RoomNotStarted,
     RoomStarted,
     TicketsNotConfigured,
+    TooManyRemoved,
 )
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ _DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     InvalidSchedule: (422, "invalid_schedule"),
     RoomStarted: (409, "room_started"),
     RoomNotStarted: (409, "room_not_started"),
+    RemovedFromRoom: (403, "removed_from_room"),
+    TooManyRemoved: (409, "too_many_removed"),
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     RateLimited: (429, "rate_limited"),
     ParticipantLimitOutOfRange: (422, "max_participants_out_of_range"),

@@ -54,6 +54,14 @@ class RoomNotStarted(RoomError):
         self.retry_after = retry_after
 
 
+class RemovedFromRoom(RoomError):
+    """The caller was removed from the room by its host or a co-host: barred until the room ends."""
+
+
+class TooManyRemoved(RoomError):
+    """A room bars at most MAX_REMOVED participants."""
+
+
 class IdempotencyKeyReused(RoomError):
     """An Idempotency-Key came back with a different request."""
 

@@ -2,7 +2,7 @@
 
 Each decides and writes in one statement, on the room's row locked, and answers either the change
 made with its outbox event or the one reason it made none. Who may change a room is written here
-once (`_MAY_NOT`); the service only maps a reason to its error.
+once (`MAY_NOT`); the service only maps a reason to its error.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class Refusal(StrEnum):
     END_TOO_SOON = "end_too_soon"
     ENDS_BEFORE_START = "ends_before_start"  # the end asked, or kept, is not after the start
     TOO_LONG = "too_long"  # from its start to its end, longer than a room may last
+    HOST_NOT_REMOVABLE = "host_not_removable"  # a removal naming the room's host
+    TOO_MANY_REMOVED = "too_many_removed"  # a removal past MAX_REMOVED
     NOTHING_TO_CHANGE = "nothing_to_change"  # everything asked is already so
 
 
@@ -79,11 +81,11 @@ class Refused(NamedTuple):
 
 # The room a change or an end is decided on, locked until the statement ends: nothing changes it
 # between the decision and the write, so the reason given for a refusal is the true one.
-_LOCKED_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live FROM meetings WHERE room_id = $1 FOR UPDATE"
+LOCKED_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live FROM meetings WHERE room_id = $1 FOR UPDATE"
 
 # Who may change a room, written once: its host anything; a co-host anything but who hosts it
 # (`asked.host_only`); nobody a room that has ended. The first reason that applies, in this order.
-_MAY_NOT = """
+MAY_NOT = """
         WHEN room.id IS NULL THEN 'not_found'
         WHEN asked.caller <> room.host_id AND asked.host_only THEN 'host_only'
         WHEN asked.caller <> room.host_id AND NOT asked.caller = ANY (room.cohost_ids) THEN 'not_allowed'
@@ -95,7 +97,7 @@ _MAY_NOT = """
 # PUBLISH_NOW reads the outbox in the statement's snapshot, taken before it waited for the row: a
 # change committed meanwhile has an event it cannot see, perhaps not yet published. Such a change
 # moved the row past the snapshot's version, so then the relay publishes, in order.
-_OUTCOME = f"""
+OUTCOME = f"""
 SELECT verdict.refusal, shown.*, event.*,
        {PUBLISH_NOW} AND room.version = (SELECT version FROM meetings WHERE room_id = $1) AS publish_now,
        {GENERATION} AS generation
@@ -125,7 +127,7 @@ WITH asked AS (
            make_interval(secs => $13::float8) AS end_notice,
            $5::uuid IS NOT NULL OR $6::uuid[] IS NOT NULL AS host_only
 ), room AS (
-    {_LOCKED_ROOM}
+    {LOCKED_ROOM}
 ), proposed AS (  -- the room as the change would leave it
     SELECT coalesce(asked.max_participants, room.max_participants) AS max_participants,
            CASE WHEN asked.metadata IS NULL THEN room.metadata ELSE nullif(asked.metadata, 'null') END AS metadata,
@@ -137,7 +139,7 @@ WITH asked AS (
            coalesce(asked.expires_at, room.expires_at) AS expires_at
     FROM asked, room
 ), verdict AS (
-    SELECT CASE {_MAY_NOT}
+    SELECT CASE {MAY_NOT}
         WHEN asked.cohost_ids @> ARRAY[proposed.host_id] THEN 'cohosts_name_host'
         -- The start moves only while it is ahead: once the room has opened, it has happened. A
         -- start or an end sent as the room has it is no move, and is held to no bound of "now".
@@ -173,7 +175,7 @@ WITH asked AS (
     SELECT 'room.updated', room_id, version, data, $7::text FROM written
     RETURNING id AS outbox_id, event_id, type, occurred_at, traceparent
 )
-{_OUTCOME}"""
+{OUTCOME}"""
 
 
 async def update_room(
@@ -202,7 +204,7 @@ async def update_room(
         change.expires_at,
         *map(float, bounds),
     )
-    return _outcome(row)
+    return outcome(row)
 
 
 # A DELETE: the room ends, with its `room.ended` event.
@@ -210,9 +212,9 @@ _END_ROOM = f"""
 WITH asked AS (
     SELECT $2::uuid AS caller, false AS host_only
 ), room AS (
-    {_LOCKED_ROOM}
+    {LOCKED_ROOM}
 ), verdict AS (
-    SELECT CASE {_MAY_NOT}
+    SELECT CASE {MAY_NOT}
     END AS refusal
     FROM asked LEFT JOIN room ON true
 ), written AS (
@@ -224,15 +226,15 @@ WITH asked AS (
     SELECT 'room.ended', room_id, version, data, $3::text FROM written
     RETURNING id AS outbox_id, event_id, type, occurred_at, traceparent
 )
-{_OUTCOME}"""
+{OUTCOME}"""
 
 
 async def end_room(conn: Connection, room_id: str, caller: UUID, traceparent: str | None = None) -> Changed | Refused:
     """End a live room `caller` hosts or co-hosts (soft: the row stays)."""
-    return _outcome(await conn.fetchrow(_END_ROOM, room_id, caller, traceparent))
+    return outcome(await conn.fetchrow(_END_ROOM, room_id, caller, traceparent))
 
 
-def _outcome(row: asyncpg.Record | None) -> Changed | Refused:
+def outcome(row: asyncpg.Record | None) -> Changed | Refused:
     if row is None:
         raise RuntimeError("a change statement answered no row")  # its verdict always has one
     if row["refusal"] is None:

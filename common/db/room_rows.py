@@ -17,7 +17,7 @@ LIVE = "is_active AND expires_at > now()"
 ROOM_START = "coalesce(starts_at, created_at)"
 
 ROOM_COLUMNS = (
-    "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata, cohost_ids, "
+    "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata, cohost_ids, removed_ids, "
     f"{ROOM_START} AS starts_at"
 )
 
@@ -41,6 +41,7 @@ def room_from_row(row: asyncpg.Record) -> Room:
         version=row["version"],
         metadata=None if (metadata := row["metadata"]) is None else _METADATA.decode(metadata),
         cohost_ids=tuple(row["cohost_ids"]),
+        removed_ids=tuple(row["removed_ids"]),
     )
 
 

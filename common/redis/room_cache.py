@@ -188,6 +188,7 @@ class RoomCache:
                 str(room.version),
                 str(_epoch_ms(room.expires_at)),
                 "nx" if only_if_absent else "",
+                *room.removed_ids,
             )
             if not only_if_absent:
                 queue.delete(missing_room_key(room.room_id))

@@ -14,7 +14,7 @@ import msgspec
 
 from common.rooms.model import JSON_ENCODER, Room
 
-EventType = Literal["room.created", "room.started", "room.updated", "room.ended"]
+EventType = Literal["room.created", "room.started", "room.updated", "room.ended", "participant.removed"]
 EndReason = Literal["expired", "deleted"]
 
 # W3C Trace Context: version 00, trace id, parent span id, flags, in lower-case hex.
@@ -35,6 +35,8 @@ class RoomEventData(Room, frozen=True, kw_only=True, omit_defaults=True):
     """
 
     reason: EndReason | None = None
+    # `participant.removed`: whom (also the last of `removedIds`).
+    participant_id: str | None = None
 
 
 class RoomEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):

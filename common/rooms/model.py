@@ -19,6 +19,8 @@ RoomRole = Literal["host", "cohost", "any"]
 
 # How many co-hosts a room may have (the database checks it too: migrations/0009_room_cohosts.sql).
 MAX_COHOSTS = 10
+# How many participants a room may bar (the database checks it too: migrations/0015_room_removals.sql).
+MAX_REMOVED = 1000
 
 # A room's metadata: a JSON object its host sets (at most ROOMS_METADATA_MAX_BYTES as compact JSON).
 Metadata = dict[str, Any]
@@ -53,6 +55,8 @@ class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defau
     metadata: Metadata | None = None
     # Users the host named, who may change the limit and metadata and end the room; never the host.
     cohost_ids: tuple[UUID, ...] = ()
+    # Participants its host or a co-host removed: barred until the room ends (join.lua reads them).
+    removed_ids: tuple[str, ...] = ()
 
     @property
     def start(self) -> datetime:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from msgspec import UNSET, UnsetType
 
-from common.db import changes, idempotency
+from common.db import changes, idempotency, removals
 from common.db.changes import Changed, Refusal, Refused, RoomChange
 from common.db.pool import Pool, connection
 from common.errors import (
@@ -20,6 +20,7 @@ from common.errors import (
     RoomGone,
     RoomNotFound,
     RoomStarted,
+    TooManyRemoved,
 )
 from common.metrics import Metrics
 from common.redis.counters import RateCounters
@@ -27,7 +28,7 @@ from common.redis.guarded import GuardedRedis
 from common.redis.room_cache import RoomCache
 from common.redis.stream import EventStream
 from common.rooms.codes import generate_room_code
-from common.rooms.model import Metadata, Room
+from common.rooms.model import MAX_REMOVED, Metadata, Room
 from common.service.checks import (
     UNSCHEDULED,
     Schedule,
@@ -199,6 +200,19 @@ class RoomChanges:
         else:
             raise _refusal_error(outcome, room_id, "end", self._settings)
 
+    async def remove_participant(self, room_id: str, caller: UUID, participant_id: str) -> None:
+        """Bar a participant from a live room (its host or a co-host; nobody the host), until it ends:
+        out of the participant set at once, refused by join.lua and by tickets from then on, with a
+        `participant.removed` event. Barring someone barred already changes nothing."""
+        await self._change_limit.check(caller)
+        await self._marks.flush()  # so this room's earlier events count as published, as they are
+        async with connection(self._pool, self._timeout) as conn:
+            outcome = await removals.remove_participant(conn, room_id, caller, participant_id, current_traceparent())
+        if isinstance(outcome, Changed):
+            await self._after_commit(outcome)
+        elif outcome.reason is not Refusal.NOTHING_TO_CHANGE:
+            raise _refusal_error(outcome, room_id, "remove participants of", self._settings)
+
     async def _after_commit(self, changed: Changed) -> None:
         """Publish a committed change; or, while an earlier event of the room still waits in the outbox,
         only apply it to the cache and leave both events to the relay, which publishes in order."""
@@ -221,6 +235,10 @@ def _refusal_error(refused: Refused, room_id: str, action: str, settings: Settin
             return RoomGone(f"room {room_id} has ended")
         case Refusal.COHOSTS_NAME_HOST:
             return InvalidCohosts("cohostIds must not name the room's host")
+        case Refusal.HOST_NOT_REMOVABLE:
+            return NotRoomHost("the room's host cannot be removed from it")
+        case Refusal.TOO_MANY_REMOVED:
+            return TooManyRemoved(f"room {room_id} bars {MAX_REMOVED} participants already, the most it may")
         case Refusal.ROOM_STARTED:
             return RoomStarted(f"room {room_id} has started: startsAt can no longer change")
         case (

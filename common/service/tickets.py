@@ -13,7 +13,7 @@ from uuid import UUID
 
 from common.db import rooms
 from common.db.pool import Pool, connection
-from common.errors import RoomGone, RoomNotFound, RoomNotStarted, TicketsNotConfigured
+from common.errors import RemovedFromRoom, RoomGone, RoomNotFound, RoomNotStarted, TicketsNotConfigured
 from common.metrics import Metrics
 from common.redis.counters import RateCounters
 from common.redis.guarded import GuardedRedis
@@ -78,6 +78,8 @@ class TicketService:
             raise TicketsNotConfigured("no ticket signing key is configured (ROOMS_TICKET_KEYS)")
         await self._limit.check(user_id)
         room = await self._live_room(room_id)
+        if str(user_id) in room.removed_ids:
+            raise RemovedFromRoom(f"you were removed from room {room_id}: it admits you no more until it ends")
         moment = time.time()
         opens = room.start.timestamp() - self._early_join
         if moment < opens:

@@ -18,6 +18,8 @@
 --   not_cached   no readable room object: ask GET /rooms/{roomId} and retry once (count and limit are 0)
 --   not_started  the room does not admit yet (Redis TIME < its opensAtMs): nothing was changed
 --                (count 0, the room's limit)
+--   removed      the room's host or a co-host removed this participant (the object's removedIds): barred
+--                until the room ends, with or without a ticket; nothing was changed (count 0, the limit)
 --   ticket_used  the ticket admitted someone before: nothing was changed (count and limit are 0)
 -- Bad arguments give an error reply.
 
@@ -87,6 +89,17 @@ end
 local opens = room['opensAtMs']
 if opens ~= nil and (type(opens) ~= 'number' or opens % 1 ~= 0) then
   return {'not_cached', 0, 0}
+end
+-- Who the room bars: few, or none (then the field is absent, and this costs one table lookup). A
+-- barred participant is never admitted, and its ticket stays unused; the Room Service took it out of
+-- the participant set when it wrote this object.
+local removed = room['removedIds']
+if type(removed) == 'table' then
+  for _, id in ipairs(removed) do
+    if id == participant then
+      return {'removed', 0, limit}
+    end
+  end
 end
 
 -- Server time, so every Signaling instance judges heartbeats, and a room's opening, by the same clock.

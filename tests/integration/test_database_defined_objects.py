@@ -24,8 +24,9 @@ FUTURE = {"futureField": "kept"}
 
 # The function a newer release would install: today's definition plus a field this code lacks.
 _WITH_FUTURE_FIELD = f"""
-CREATE OR REPLACE FUNCTION room_event_data(m meetings, reason text DEFAULT NULL) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT room_event_data_released(m, reason) || '{json.dumps(FUTURE)}'::jsonb $$
+CREATE OR REPLACE FUNCTION room_event_data(m meetings, reason text DEFAULT NULL, participant text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$ SELECT room_event_data_released(m, reason, participant) || '{json.dumps(FUTURE)}'::jsonb $$
 """
 
 
@@ -33,7 +34,7 @@ LANGUAGE sql STABLE AS $$ SELECT room_event_data_released(m, reason) || '{json.d
 async def future_field(db) -> AsyncIterator[None]:
     """room_event_data with one more field, for this test only: the session's database is shared by
     the tests that follow, so the released definition is put back whatever happens."""
-    released = await db.fetchval("SELECT pg_get_functiondef('room_event_data(meetings, text)'::regprocedure)")
+    released = await db.fetchval("SELECT pg_get_functiondef('room_event_data(meetings, text, text)'::regprocedure)")
     assert "public.room_event_data(" in released
     await db.execute(released.replace("public.room_event_data(", "public.room_event_data_released(", 1))
     await db.execute(_WITH_FUTURE_FIELD)
@@ -41,7 +42,7 @@ async def future_field(db) -> AsyncIterator[None]:
         yield
     finally:
         await db.execute(released)
-        await db.execute("DROP FUNCTION room_event_data_released(meetings, text)")
+        await db.execute("DROP FUNCTION room_event_data_released(meetings, text, text)")
 
 
 async def cached_object(redis_client, code: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@
 -- ARGV[2]  its version
 -- ARGV[3]  expiry, Unix time in ms (the room's expiresAt)
 -- ARGV[4]  'nx' to write only where there is no room object at all (the sweep), else ''
+-- ARGV[5..] the participants the room bars (its `removedIds`), taken out of KEYS[3] with the write
 --
 -- Returns {written, replaced}: written 1 if the object was written, else 0; replaced the number of
 -- foreign values replaced or removed (0, 1 or 2).
@@ -45,4 +46,9 @@ redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
 -- join): extended, the set outlives the old end; shortened, nobody stays past the new one. A no-op
 -- when there is no set; PEXPIREAT takes a key of any type, so nothing another writer left fails it.
 redis.call('PEXPIREAT', KEYS[3], ARGV[3])
+-- A removed participant leaves at once, in the same step as the object that bars them is written
+-- (join.lua refuses them from then on). A no-op for those not in the set; none for most rooms.
+if #ARGV > 4 then
+  redis.pcall('ZREM', KEYS[3], unpack(ARGV, 5))  -- pcall: a value of another type there is join.lua's to meet
+end
 return {1, replaced}
