@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -25,6 +26,8 @@ ACTIONS = {
     "change": ("PATCH", "/rooms/{code}", {"maxParticipants": 3, "metadata": {"topic": "planning"}}),
     "change co-hosts": ("PATCH", "/rooms/{code}", {"cohostIds": ["{someone}"]}),
     "hand over": ("PATCH", "/rooms/{code}", {"hostId": "{someone}"}),
+    "move the end": ("PATCH", "/rooms/{code}", {"expiresAt": "{later}"}),
+    "remove a participant": ("DELETE", "/rooms/{code}/participants/{someone}", None),
     "end": ("DELETE", "/rooms/{code}", None),
     "history": ("GET", "/rooms/{code}/history", None),
     "stats": ("GET", "/stats/daily", None),
@@ -35,19 +38,23 @@ ACTIONS = {
 TABLE = {
     **{("host", action): status for action, status in
        {"create": 201, "list": 200, "validate": 200, "change": 200, "change co-hosts": 200, "hand over": 200,
-        "end": 204, "history": 200, "stats": 403, "ticket": 201}.items()},
+        "move the end": 200, "remove a participant": 204, "end": 204, "history": 200, "stats": 403,
+        "ticket": 201}.items()},
     **{("co-host", action): status for action, status in
        {"create": 201, "list": 200, "validate": 200, "change": 200, "change co-hosts": 403, "hand over": 403,
-        "end": 204, "history": 200, "stats": 403, "ticket": 201}.items()},
+        "move the end": 200, "remove a participant": 204, "end": 204, "history": 200, "stats": 403,
+        "ticket": 201}.items()},
     **{("someone else", action): status for action, status in
        {"create": 201, "list": 200, "validate": 200, "change": 403, "change co-hosts": 403, "hand over": 403,
-        "end": 403, "history": 403, "stats": 403, "ticket": 201}.items()},
+        "move the end": 403, "remove a participant": 403, "end": 403, "history": 403, "stats": 403,
+        "ticket": 201}.items()},
     **{("nobody", action): status for action, status in
        {"create": 401, "list": 401, "validate": 200, "change": 401, "change co-hosts": 401, "hand over": 401,
-        "end": 401, "history": 401, "stats": 401, "ticket": 401}.items()},
+        "move the end": 401, "remove a participant": 401, "end": 401, "history": 401, "stats": 401,
+        "ticket": 401}.items()},
     **{("an admin", action): status for action, status in
-       {"validate": 200, "change": 403, "change co-hosts": 403, "hand over": 403, "end": 403, "history": 403,
-        "stats": 200}.items()},
+       {"validate": 200, "change": 403, "change co-hosts": 403, "hand over": 403, "move the end": 403,
+        "remove a participant": 403, "end": 403, "history": 403, "stats": 200}.items()},
 }  # fmt: skip
 ROLES = {"host": "host", "co-host": "cohost", "someone else": "guest"}
 
@@ -71,11 +78,13 @@ async def test_who_may_do_what(app_client, host, db, who, action) -> None:
         "nobody": {},
     }[who]
     method, path, body = ACTIONS[action]
-    if body is not None:  # a user of no other part in the room, where the body names one
-        body = json.loads(json.dumps(body).replace("{someone}", str(uuid.uuid4())))
+    someone = str(uuid.uuid4())  # a user of no other part in the room, where the request names one
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    if body is not None:
+        body = json.loads(json.dumps(body).replace("{someone}", someone).replace("{later}", later))
     version = await db.fetchval("SELECT version FROM meetings WHERE room_id = $1", code)
 
-    response = await app_client.request(method, path.format(code=code), headers=caller, json=body)
+    response = await app_client.request(method, path.format(code=code, someone=someone), headers=caller, json=body)
 
     assert response.status_code == TABLE[who, action], response.text
     if action == "ticket" and response.status_code == 201:  # anyone may ask; the ticket says who they are
