@@ -33,6 +33,7 @@ from common.redis.guarded import GuardedRedis
 from common.redis.room_cache import PUT_ROOM
 from common.rooms.codes import generate_room_code
 from common.service.changes import RoomChanges
+from common.service.presence import Presence
 from common.service.publish import DeferredMarks
 from common.service.rooms import RoomService
 from common.service.tickets import TicketService
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
                 room_service=service,
                 room_changes=changes,
                 ticket_service=ticket_service,
+                presence=Presence(pool, redis, settings, metrics),
                 jwks=tickets.jwks_body(ticket_keys.jwks()),
             )
             _exempt_startup_objects_from_gc()
@@ -111,6 +113,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         route_handlers=[
             *rooms.HANDLERS,
             history.get_room_history,
+            participants.list_participants,
             participants.remove_participant,
             tickets.issue_ticket,
         ],

@@ -11,6 +11,7 @@ from litestar.params import HeaderParameter
 
 from api.errors import ApiError
 from common.service.changes import RoomChanges
+from common.service.presence import Presence
 from common.service.rooms import RoomService
 from common.service.tickets import TicketService
 
@@ -27,6 +28,12 @@ def changes_of(state: State) -> RoomChanges:
     """The app's room writes (create, change, end), taken from state as `service_of` is."""
     changes: RoomChanges = state.room_changes
     return changes
+
+
+def presence_of(state: State) -> Presence:
+    """Who is in the rooms, taken from state as `service_of` is."""
+    presence: Presence = state.presence
+    return presence
 
 
 def tickets_of(state: State) -> TicketService:

@@ -22,6 +22,7 @@ from common.errors import (
     NoFreeRoomCode,
     NotRoomHost,
     ParticipantLimitOutOfRange,
+    PresenceUnavailable,
     RateLimited,
     RemovedFromRoom,
     RoomError,
@@ -85,6 +86,7 @@ _DOMAIN_STATUS: dict[type[Exception], tuple[int, str]] = {
     MetadataTooLarge: (413, "metadata_too_large"),
     NoFreeRoomCode: (503, "no_free_room_code"),
     DatabaseUnavailable: (503, "database_unavailable"),
+    PresenceUnavailable: (503, "presence_unavailable"),
     TicketsNotConfigured: (503, "tickets_not_configured"),
 }
 
@@ -127,7 +129,7 @@ def _service_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
         )
     if isinstance(exc, RateLimited):
         return error_response(status_code, code, str(exc), headers={"Retry-After": str(exc.retry_after)})
-    if status_code == 503:  # no free room code: a moment later, another draw may find one
+    if status_code == 503:  # no free room code, or Redis down: a moment later, another try may succeed
         return error_response(status_code, code, str(exc), headers={"Retry-After": "1"})
     return error_response(status_code, code, str(exc))
 
@@ -163,6 +165,7 @@ def _validation_detail(exc: ValidationException) -> str:
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     RoomError: _service_error,
     DatabaseUnavailable: _service_error,
+    PresenceUnavailable: _service_error,
     TicketsNotConfigured: _service_error,
     HTTPException: _http_error,
     Exception: _unexpected_error,

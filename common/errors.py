@@ -80,5 +80,9 @@ class DatabaseUnavailable(Exception):
     """Postgres could not be reached or did not answer in time: infrastructure, not a `RoomError`."""
 
 
+class PresenceUnavailable(Exception):
+    """Redis, which alone knows who is in a room, is unavailable: infrastructure, not a `RoomError`."""
+
+
 class TicketsNotConfigured(Exception):
     """No ticket signing key is configured (ROOMS_TICKET_KEYS): configuration, not a `RoomError`."""

@@ -1,17 +1,19 @@
-"""The participants of a room, as its host and co-hosts manage them: removing one."""
+"""The participants of a room, as its host and co-hosts see and manage them: who is in, removing one."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from litestar import delete
+import msgspec
+from litestar import delete, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
-from api.deps import changes_of
+from api.deps import changes_of, presence_of
 from api.errors import ApiError, error_responses
 from api.openapi import CALLER
 from api.schemas import RoomCode, room_code
@@ -41,6 +43,44 @@ def participant_id_of(raw: str) -> str:
         return str(uuid.UUID(raw)) if len(raw) == 36 else raw
     except ValueError:
         return raw
+
+
+class ParticipantView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    participant_id: str
+    joined_at: datetime | None  # null for one admitted before the service kept join times
+    heartbeat_expires_at: datetime  # a member whose heartbeat lapses is gone at this moment
+
+
+class ParticipantsView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The room's live participants, earliest joined first, and how many it admits."""
+
+    participants: list[ParticipantView]
+    count: int
+    max_participants: int
+
+
+@get(
+    "/{room_id:str}/participants",
+    summary="Who is in a room now (host or co-host)",
+    description=(
+        "The room's live participants as Signaling's scripts keep them in Redis (a heartbeat not yet expired), "
+        "earliest joined first. Redis alone knows them: while it is unavailable, 503 `presence_unavailable`."
+    ),
+    responses=error_responses(400, 401, 403, 404, 410, 503),
+    security=CALLER,
+)
+async def list_participants(caller: NamedDependency[UUID], state: State, room_id: RoomCode) -> ParticipantsView:
+    found = await presence_of(state).participants(room_code(room_id), caller)
+    return ParticipantsView(
+        participants=[
+            ParticipantView(
+                participant_id=p.participant_id, joined_at=p.joined_at, heartbeat_expires_at=p.heartbeat_expires_at
+            )
+            for p in found.present
+        ],
+        count=len(found.present),
+        max_participants=found.room.max_participants,
+    )
 
 
 @delete(

@@ -18,6 +18,11 @@ def participants_key(room_id: str) -> str:
     return "{" + room_key(room_id) + "}:participants"
 
 
+def joined_key(room_id: str) -> str:
+    """When each participant joined (common/signaling/join.lua derives it from the room key)."""
+    return "{" + room_key(room_id) + "}:joined"
+
+
 def ended_room_key(room_id: str) -> str:
     """Marks a room that has ended, until its lifetime is over: no writer may cache it again."""
     return "{" + room_key(room_id) + "}:ended"

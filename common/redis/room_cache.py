@@ -20,7 +20,7 @@ from common.metrics import Metrics
 from common.redis.batch import Stage
 from common.redis.commands import CommandQueue
 from common.redis.guarded import GuardedRedis
-from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
+from common.redis.keys import ended_room_key, joined_key, missing_room_key, participants_key, room_key
 from common.redis.scripts import lua_script
 from common.rooms.model import CachedRoom, CachedView, Room, RoomView, to_view
 
@@ -197,7 +197,7 @@ class RoomCache:
             # participants go with the room object (all three keys share its cluster slot).
             until = max(_epoch_ms(room.expires_at), int(time.time() * 1000) + 1000)
             queue.set(ended_room_key(room.room_id), b"1", pxat=until)
-            queue.delete(room_key(room.room_id), participants_key(room.room_id))
+            queue.delete(room_key(room.room_id), participants_key(room.room_id), joined_key(room.room_id))
 
     def _with_opening(self, room: Room, data: str) -> str:
         """The object as the database made it, with `opensAtMs` (epoch ms) added: the moment join.lua

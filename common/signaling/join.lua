@@ -3,12 +3,15 @@
 -- KEYS[1]  room:<roomId>                  the room object the Room Service caches (JSON)
 -- KEYS[2]  {room:<roomId>}:participants   sorted set: member = participant id, score = heartbeat expiry (ms)
 -- KEYS[3]  {room:<roomId>}:ticket:<jti>   with a ticket: its used-mark (value: the participant admitted)
+--          and, derived from KEYS[1] (the room's slot, like every key here):
+--          {room:<roomId>}:joined          hash: participant id -> when it was admitted (Unix ms), which
+--                                          the Room Service lists (GET /rooms/{roomId}/participants)
 -- ARGV[1]  participant id (non-empty)
 -- ARGV[2]  heartbeat TTL in ms (positive integer)
 -- ARGV[3]  with a ticket: its jti (non-empty)
 -- ARGV[4]  with a ticket: its exp (Unix seconds, positive integer)
 --
--- Called with 2 keys and 2 arguments (no ticket: a heartbeat, or a caller without tickets), or with
+-- Called with 2 keys and 2 arguments (no ticket: a caller without tickets; heartbeats are heartbeat.lua's), or with
 -- 3 keys and 4 arguments (a join with a verified ticket, which admits once).
 --
 -- Returns {outcome, count, maxParticipants}; outcome is one of
@@ -126,6 +129,12 @@ else
   outcome = 'admitted'
 end
 redis.call('ZADD', KEYS[2], expiry, participant)
+local joined = '{' .. KEYS[1] .. '}:joined'
+if outcome == 'admitted' then
+  -- Rejoining after a lapse or a leave is joining anew. An entry of a member gone is left for its
+  -- next join to overwrite (or for the room's end): readers list only the live members.
+  redis.call('HSET', joined, participant, now)
+end
 -- Used once it has let someone in (or refreshed a member): a refused join leaves it usable, so the
 -- caller can retry after not_cached or once a slot is free. A mark already past its time (a ticket
 -- that expired beyond any leeway, which no verifier accepts) is not kept.
@@ -138,9 +147,11 @@ end
 local room_ttl = redis.call('PTTL', KEYS[1])
 if room_ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], room_ttl)
+  redis.call('PEXPIRE', joined, room_ttl)
 else
   local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
   redis.call('PEXPIREAT', KEYS[2], last[2])
+  redis.call('PEXPIREAT', joined, last[2])
 end
 
 return {outcome, redis.call('ZCARD', KEYS[2]), limit}

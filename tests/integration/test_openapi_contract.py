@@ -163,6 +163,7 @@ NEEDS_CALLER = {
     ("/rooms/{room_id}", "patch"),
     ("/rooms/{room_id}", "delete"),
     ("/rooms/{room_id}/history", "get"),
+    ("/rooms/{room_id}/participants", "get"),
     ("/rooms/{room_id}/participants/{participant_id}", "delete"),
     ("/stats/daily", "get"),
     ("/rooms/{room_id}/tickets", "post"),

@@ -46,6 +46,8 @@ redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
 -- join): extended, the set outlives the old end; shortened, nobody stays past the new one. A no-op
 -- when there is no set; PEXPIREAT takes a key of any type, so nothing another writer left fails it.
 redis.call('PEXPIREAT', KEYS[3], ARGV[3])
+-- And the hash of when each joined, which join.lua keeps beside the set (its key derived as join.lua does).
+redis.call('PEXPIREAT', '{' .. KEYS[1] .. '}:joined', ARGV[3])
 -- A removed participant leaves at once, in the same step as the object that bars them is written
 -- (join.lua refuses them from then on). A no-op for those not in the set; none for most rooms.
 if #ARGV > 4 then
