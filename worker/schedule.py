@@ -19,6 +19,7 @@ from worker.resources import WorkerResources
 
 # How long running jobs may go on after SIGTERM before they are cancelled (and later retried).
 JOB_COMPLETION_WAIT_SECONDS = 10
+POLL_DELAY_SECONDS = 0.1
 
 
 def on_clock(seconds: int) -> dict[str, Any]:
@@ -41,8 +42,9 @@ def worker_settings(res: WorkerResources) -> dict[str, Any]:
         "functions": [func(job(restore_room_cache), name=RESTORE_ROOM_CACHE, keep_result=0, max_tries=5)],
         "cron_jobs": [
             cron(job(relay_outbox), second=set(range(60)), timeout=30),
-            # Every second: `room.started` is due at the room's start, not at the next expiry pass.
-            cron(job(start_rooms), second=set(range(60)), timeout=30),
+            # Every second, on the second: `room.started` is due at the room's start, not at the next
+            # expiry pass, nor at arq's default of .123456 s past it.
+            cron(job(start_rooms), second=set(range(60)), microsecond=0, timeout=30),
             cron(job(expire_rooms), **on_clock(settings.expiry_interval_seconds), timeout=60),
             cron(
                 job(sweep_room_cache),
@@ -64,4 +66,7 @@ def worker_settings(res: WorkerResources) -> dict[str, Any]:
         "job_timeout": 60,
         "keep_result": 60,
         "job_completion_wait": JOB_COMPLETION_WAIT_SECONDS,
+        # How soon a job due is picked up (arq's default is 0.5 s): `room.started` is due at a room's
+        # start. A poll is one cheap read of the queue's Redis.
+        "poll_delay": POLL_DELAY_SECONDS,
     }

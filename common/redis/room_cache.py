@@ -139,9 +139,10 @@ class RoomCache:
     ) -> CacheWrite:
         written = replaced = failed_puts = 0
         failed: list[tuple[str, Exception]] = []
-        per_put = 1 if only_if_absent else 2  # put_room.lua's answer, then the DEL of the missing mark
-        for i, (room, _) in enumerate(put):
-            mine = results[i * per_put : (i + 1) * per_put]
+        at = 0
+        for room, _ in put:
+            count = _commands_per_put(room, only_if_absent)
+            mine, at = results[at : at + count], at + count
             if error := next((result for result in mine if isinstance(result, Exception)), None):
                 failed.append((room.room_id, error))
                 failed_puts += 1
@@ -149,7 +150,7 @@ class RoomCache:
             was_written, foreign = mine[0]
             written += int(was_written)
             replaced += int(foreign)
-        ends_from = len(put) * per_put
+        ends_from = at
         for i, room in enumerate(end):
             mine = results[ends_from + 2 * i : ends_from + 2 * i + 2]  # the ended mark, then the DEL
             if error := next((result for result in mine if isinstance(result, Exception)), None):
@@ -171,8 +172,9 @@ class RoomCache:
         - for each room of `put`: put_room.lua, which caches it until it expires unless a newer object
           or the ended mark is there (or, with `only_if_absent`, any room object at all: what the
           sweep wants), replacing a value some other writer left at its keys, and moves the expiry of
-          its participants to the room's end; then, unless `only_if_absent`, forget that its code was
-          missing (probed before it was drawn);
+          its participants to the room's end; then, for a new room (version 1) unless
+          `only_if_absent`, forget that its code was missing (probed before it was drawn: only a new
+          room's code can have been, and each write of version 1, the create's or the relay's, forgets);
         - for each room of `end`: the ended mark, then the room object and participants gone (SET and
           DEL take a key of any type: nothing another writer leaves there can fail them).
         """
@@ -190,7 +192,7 @@ class RoomCache:
                 "nx" if only_if_absent else "",
                 *room.removed_ids,
             )
-            if not only_if_absent:
+            if _commands_per_put(room, only_if_absent) == 2:
                 queue.delete(missing_room_key(room.room_id))
         for room in end:
             # The mark keeps any writer with an older read from caching the room again; the
@@ -205,6 +207,11 @@ class RoomCache:
         know; the object is a JSON object, so the field goes before its closing brace."""
         opens = _epoch_ms(room.start) - self._early_join_ms
         return f'{data[:-1]},"opensAtMs":{opens}}}'
+
+
+def _commands_per_put(room: Room, only_if_absent: bool) -> int:
+    """put_room.lua, and for a new room's write (not the sweep's) the DEL of the missing mark."""
+    return 2 if room.version == 1 and not only_if_absent else 1
 
 
 def _epoch_ms(moment: datetime) -> int:
