@@ -188,13 +188,11 @@ async def test_pruning_runs_at_the_workers_start_and_is_counted(client, db, sett
     code = await old_ended_room(client, db, days_ago=91)
     async with worker_resources(settings) as res:
         queue = create_queue_redis(settings, 5, ArqRedis)
-        options = worker_settings(res)
+        options = worker_settings(res) | {"poll_delay": 0}
         options["cron_jobs"] = [job for job in options["cron_jobs"] if job.name == "cron:prune"]
         assert options["cron_jobs"], "no pruning among the worker's periodic jobs"
         queue_name = f"test-queue-{uuid.uuid4().hex[:8]}"
-        worker = Worker(
-            **options, redis_pool=queue, queue_name=queue_name, burst=True, poll_delay=0, handle_signals=False
-        )
+        worker = Worker(**options, redis_pool=queue, queue_name=queue_name, burst=True, handle_signals=False)
         try:
             await asyncio.wait_for(worker.main(), 60)
         finally:

@@ -21,8 +21,8 @@ from worker.schedule import worker_settings
 async def run_burst(res, queue_name: str) -> Worker:
     """Run the queued jobs of `queue_name` with the service's own arq settings, then return."""
     queue = create_queue_redis(res.settings, 5, ArqRedis)
-    options = {**worker_settings(res), "cron_jobs": []}  # only what was queued, not the periodic jobs
-    worker = Worker(**options, redis_pool=queue, queue_name=queue_name, burst=True, poll_delay=0, handle_signals=False)
+    options = {**worker_settings(res), "cron_jobs": [], "poll_delay": 0}  # only what was queued, at once
+    worker = Worker(**options, redis_pool=queue, queue_name=queue_name, burst=True, handle_signals=False)
     try:
         await worker.main()
     finally:
