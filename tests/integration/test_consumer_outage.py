@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
+
 from common.redis.keys import dead_letter_stream
 from common.settings import Settings
 from tests.support.faultproxy import FaultProxy, Mode, postgres_url_via
@@ -41,6 +43,9 @@ async def consumers_running(settings: Settings, count: int) -> AsyncIterator[lis
                 raise task.exception()  # type: ignore[misc]
 
 
+# One topology: the outage is Postgres's, and the holds it tests (XCLAIM on the one stream key) are the
+# same commands to one node on every topology; test_events.py runs the consumer on all three.
+@pytest.mark.one_topology
 async def test_a_postgres_outage_sends_no_valid_entry_to_the_dead_letters(
     settings_with, database_url, postgres_proxy: FaultProxy, client, host, redis_client, db, stream_name
 ) -> None:

@@ -18,7 +18,7 @@ from tests.support.waiting import eventually
 HEARTBEAT_MS = 30_000
 # How far ahead the rooms that open during a test start: long enough for the first join to come
 # before it on a slow machine, short enough to keep the file quick.
-SOON = timedelta(seconds=3)
+SOON = timedelta(seconds=2)
 
 
 @pytest.fixture
