@@ -32,7 +32,7 @@ JWKS_MAX_AGE_SECONDS = 300
         "409 `room_not_started`, with `startsAt` and a `Retry-After` of the seconds until it opens."
     ),
     responses={
-        **error_responses(400, 401, 404, 410, 429, 503),  # their headers: api/openapi.py
+        **error_responses(400, 401, 403, 404, 410, 429, 503),  # their headers: api/openapi.py
         409: ResponseSpec(
             NotStartedBody,
             description="The room does not admit joins yet (`room_not_started`).",

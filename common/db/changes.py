@@ -81,7 +81,7 @@ class Refused(NamedTuple):
 
 # The room a change or an end is decided on, locked until the statement ends: nothing changes it
 # between the decision and the write, so the reason given for a refusal is the true one.
-LOCKED_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live FROM meetings WHERE room_id = $1 FOR UPDATE"
+LOCKED_ROOM = f"SELECT {ROOM_COLUMNS}, {LIVE} AS live, started FROM meetings WHERE room_id = $1 FOR UPDATE"
 
 # Who may change a room, written once: its host anything; a co-host anything but who hosts it
 # (`asked.host_only`); nobody a room that has ended. The first reason that applies, in this order.
@@ -143,7 +143,9 @@ WITH asked AS (
         WHEN asked.cohost_ids @> ARRAY[proposed.host_id] THEN 'cohosts_name_host'
         -- The start moves only while it is ahead: once the room has opened, it has happened. A
         -- start or an end sent as the room has it is no move, and is held to no bound of "now".
-        WHEN proposed.starts_at <> room.starts_at AND room.starts_at <= now() THEN 'room_started'
+        -- `started` too: now() is the statement's start, and a statement that waited for the start job's
+        -- lock finds the room started (and announced) though its own clock read a moment before.
+        WHEN proposed.starts_at <> room.starts_at AND (room.started OR room.starts_at <= now()) THEN 'room_started'
         WHEN proposed.starts_at <> room.starts_at AND proposed.starts_at < now() - asked.past_skew
             THEN 'start_in_past'
         WHEN proposed.starts_at <> room.starts_at AND proposed.starts_at > now() + asked.furthest_ahead

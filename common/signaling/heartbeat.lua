@@ -8,7 +8,8 @@
 -- Keeps a live member's slot; never admits anyone. Only join.lua admits, so a participant whose
 -- heartbeat lapsed, or who left, comes back through a join (with a ticket) and its checks. One the
 -- room's host removed is out of the set from the step that wrote the bar (put_room.lua): its heartbeat
--- answers not_member, and join.lua refuses it (removed); removedIds need not be read here.
+-- answers not_member, and join.lua refuses it (removed). Should a writer have left it in (a process
+-- of a release before removals wrote the object), the object's removedIds take it out here too.
 --
 -- Returns {outcome, count, maxParticipants}; outcome is one of
 --   alive       a live member: its heartbeat now expires at now + TTL (count: live members)
@@ -51,11 +52,22 @@ end
 -- GET /rooms/{roomId} on every member's heartbeat, for as long as a value the Room Service may not
 -- replace (the version it already has) stays unreadable. A join meanwhile answers not_cached.
 local limit = 0
+local removed = nil
 local decoded, room = pcall(cjson.decode, raw)
 if decoded and type(room) == 'table' then
   local max = room['maxParticipants']
   if type(max) == 'number' and max >= 1 and max == math.floor(max) then
     limit = max
+  end
+  removed = room['removedIds']
+end
+local barred = false
+if type(removed) == 'table' then
+  for _, id in ipairs(removed) do
+    if id == participant then
+      barred = true
+      break
+    end
   end
 end
 
@@ -65,7 +77,10 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 -- As join.lua does: members whose heartbeat lapsed (score <= now) are gone, this one included.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if not redis.call('ZSCORE', KEYS[2], participant) then
+if barred then
+  redis.call('ZREM', KEYS[2], participant)
+end
+if barred or not redis.call('ZSCORE', KEYS[2], participant) then
   return {'not_member', redis.call('ZCARD', KEYS[2]), limit}
 end
 

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from common.db import publication
-from common.db.changes import Changed, RoomChange, ScheduleBounds, update_room
+from common.db.changes import Changed, Refusal, Refused, RoomChange, ScheduleBounds, update_room
 from common.db.outbox import mark_published
 from common.db.publication import note_primaries, unmark_replay_batch
 from tests.support.waiting import eventually
@@ -153,6 +153,42 @@ async def test_a_change_that_waited_for_the_rooms_lock_does_not_overtake_the_cha
         await first.close()
         await second.close()
         await db.execute("UPDATE room_events SET published_at = now() WHERE room_id = $1", code)  # for later relays
+
+
+async def test_a_start_moved_while_the_start_job_held_the_room_is_refused(db, database_url, client, host) -> None:
+    """A PATCH of the start that began before the room's start, but waited for the lock of the job
+    starting it, must find it started (409 room_started): its own clock read a moment before the start,
+    and moving the start of a room whose start was announced would contradict the event."""
+    starts_at = datetime.now(UTC) + timedelta(seconds=1.5)
+    code = (await client.post("/rooms", headers=host, json={"startsAt": starts_at.isoformat()})).json()["roomId"]
+    caller = uuid.UUID(host["X-User-Id"])
+    job = await asyncpg.connect(database_url, timeout=10)
+    patch = await asyncpg.connect(database_url, timeout=10)
+    try:
+        async with job.transaction():
+            await job.execute("SELECT 1 FROM meetings WHERE room_id = $1 FOR UPDATE", code)  # the job's lock
+            later = RoomChange(starts_at=starts_at + timedelta(hours=1))
+            waiting = asyncio.create_task(update_room(patch, code, caller, later, bounds=BOUNDS))  # type: ignore[arg-type]
+
+            async def blocked() -> bool:
+                query = "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted"
+                return bool(await db.fetchval(query, patch.get_server_pid()))
+
+            await eventually(blocked, 10, "the PATCH waiting for the room's lock")
+            assert datetime.now(UTC) < starts_at, "the PATCH must begin before the start: lengthen the lead"
+
+            async def started() -> bool:
+                return datetime.now(UTC) > starts_at
+
+            await eventually(started, 10, "the room's start")
+            # What the start job's statement does to the row (common/db/lifecycle.py).
+            await job.execute("UPDATE meetings SET started = true, version = version + 1 WHERE room_id = $1", code)
+        refused = await asyncio.wait_for(waiting, 10)
+        assert isinstance(refused, Refused), refused
+        assert refused.reason is Refusal.ROOM_STARTED
+    finally:
+        await job.close()
+        await patch.close()
 
 
 # Bounds of a start or end move (these changes move neither).
