@@ -1,39 +1,47 @@
-"""Service configuration: one frozen object, read from `ROOMS_*` environment variables at start."""
+"""Service configuration: one frozen object, read from `ROOMS_*` environment variables at start.
+
+`Settings` is the room policy (common/settings/room_policy.py: what rooms may be) and, here, how the
+deployment runs: where the data lives, the bounds of every call, the event stream, the worker, abuse
+limits, tickets. How values are named and read: common/settings/values.py.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import msgspec
 
 from common.logs import LogFormat
+from common.settings.room_policy import BODY_BESIDE_METADATA, MAX_PARTICIPANTS_CEILING, RoomPolicy
+from common.settings.values import (
+    ENV_PREFIX,
+    PositiveInt,
+    Seconds,
+    SettingsError,
+    address,
+    check_redis_url,
+    clock_fields,
+    require,
+)
 
-ENV_PREFIX = "ROOMS_"
-
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-
-# What a request body holds besides its metadata (`{"maxParticipants":1000,"metadata":...,"hostId":...,
-# "cohostIds":[ten ids],"startsAt":...,"expiresAt":...}`, about 600 bytes), with room for the whitespace
-# and escapes a client may send: ROOMS_MAX_BODY_BYTES must leave this beside the metadata's own limit,
-# or a body within every limit could be refused as too large.
-BODY_BESIDE_METADATA = 1024
-
-# The database's own check constraint allows no more than this; a tier above it needs a migration.
-MAX_PARTICIPANTS_CEILING = 1000
-
+__all__ = [
+    "BODY_BESIDE_METADATA",
+    "ENV_PREFIX",
+    "MAX_PARTICIPANTS_CEILING",
+    "RedisMode",
+    "RoomPolicy",
+    "Settings",
+    "SettingsError",
+    "clock_fields",
+    "require",
+]
 
 RedisMode = Literal["standalone", "sentinel", "cluster"]
 
 
-class SettingsError(ValueError):
-    """A configuration value is missing or invalid; the message names the variable."""
-
-
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Every knob of the service. Field `x` is read from `ROOMS_X`."""
+class Settings(RoomPolicy, frozen=True, kw_only=True):
+    """Every knob of the service: the room policy's and the deployment's. Field `x` is read from `ROOMS_X`."""
 
     # Where the data lives. Empty means "not configured": `roomservice dev` then starts embedded servers.
     database_url: str = ""
@@ -62,20 +70,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_metrics: bool = True
     # Serve the API's /metrics on this port of ROOMS_HOST instead of the public port; 0: on the public port.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
-
-    # Room policy. Raising the limit is how paid tiers arrive: configuration, not code.
-    room_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86400)] = 86400
-    default_max_participants: Annotated[int, msgspec.Meta(ge=2, le=MAX_PARTICIPANTS_CEILING)] = 4
-    max_participants_limit: Annotated[int, msgspec.Meta(ge=2, le=MAX_PARTICIPANTS_CEILING)] = 4
-    max_body_bytes: Annotated[int, msgspec.Meta(ge=64, le=1_048_576)] = 4096
-    # A room's metadata, measured as compact JSON; it travels in every event and room object.
-    metadata_max_bytes: Annotated[int, msgspec.Meta(ge=2, le=1_048_576)] = 2048
-    # The calendar: a room may be booked to start this many days ahead at most, and last at most this
-    # long from its start (ROOMS_ROOM_TTL_SECONDS is the length of a room created without an end).
-    max_schedule_days: Annotated[int, msgspec.Meta(ge=1, le=366)] = 30
-    max_room_seconds: Annotated[int, msgspec.Meta(ge=60, le=366 * 86400)] = 7 * 86400
-    # Signaling admits participants this long before a room's start (the room object's `opensAtMs`).
-    early_join_seconds: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 300
 
     # Postgres: one bound for acquiring a connection and running the statement, so a request
     # that needs Postgres answers (possibly 503) within about this long.
@@ -157,16 +151,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_user_ids: str = ""
 
     def __post_init__(self) -> None:
-        if self.default_max_participants > self.max_participants_limit:
-            raise SettingsError(
-                f"{ENV_PREFIX}DEFAULT_MAX_PARTICIPANTS ({self.default_max_participants}) must not exceed "
-                f"{ENV_PREFIX}MAX_PARTICIPANTS_LIMIT ({self.max_participants_limit})"
-            )
-        if self.metadata_max_bytes + BODY_BESIDE_METADATA > self.max_body_bytes:
-            raise SettingsError(
-                f"{ENV_PREFIX}METADATA_MAX_BYTES ({self.metadata_max_bytes}) must leave {BODY_BESIDE_METADATA} "
-                f"bytes for the rest of the body within {ENV_PREFIX}MAX_BODY_BYTES ({self.max_body_bytes})"
-            )
+        super().__post_init__()
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN_SIZE must not exceed {ENV_PREFIX}DB_POOL_MAX_SIZE")
         self._check_lifetimes()
@@ -197,13 +182,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 self.relay_grace_seconds > self.db_timeout_seconds,
                 "must be above",
             ),
-            # A room created without an end lasts the default length, which must be one it may have.
-            (
-                "room_ttl_seconds",
-                "max_room_seconds",
-                self.room_ttl_seconds <= self.max_room_seconds,
-                "must not exceed",
-            ),
             # A batch may take the worker's database timeout to record: it is not taken over before.
             (
                 "claim_idle_seconds",
@@ -223,7 +201,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def _check_redis_topology(self) -> None:
         if self.queue_redis_url:
-            _redis_url(self.queue_redis_url, "QUEUE_REDIS_URL")
+            check_redis_url(self.queue_redis_url, "QUEUE_REDIS_URL")
         if self.redis_mode == "sentinel":
             self.sentinel_addresses  # noqa: B018 - parsed now, so that a bad one stops the start
             require(self.redis_sentinel_master, "REDIS_SENTINEL_MASTER", "in sentinel mode")
@@ -232,13 +210,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if self.redis_url:
                 self.cluster_nodes  # noqa: B018 - parsed now, so that a bad one stops the start
         elif self.redis_url:
-            _redis_url(self.redis_url, "REDIS_URL")
+            check_redis_url(self.redis_url, "REDIS_URL")
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """The Sentinels, as (host, port)."""
         text = require(self.redis_sentinels, "REDIS_SENTINELS", "in sentinel mode")
-        return [_address(item, "REDIS_SENTINELS") for item in text.split(",")]
+        return [address(item, "REDIS_SENTINELS") for item in text.split(",")]
 
     @property
     def cluster_nodes(self) -> list[tuple[str, int]]:
@@ -247,7 +225,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         scheme, _, rest = text.partition("://")
         if scheme not in {"redis", "rediss"} or not rest:
             raise SettingsError(f"{ENV_PREFIX}REDIS_URL must be redis://host:port[,host:port...] in cluster mode")
-        return [_address(item.rsplit("@", 1)[-1].split("/")[0], "REDIS_URL") for item in rest.split(",")]
+        return [address(item.rsplit("@", 1)[-1].split("/")[0], "REDIS_URL") for item in rest.split(",")]
 
     @property
     def admins(self) -> frozenset[UUID]:
@@ -263,38 +241,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return bool(self.redis_sentinels if self.redis_mode == "sentinel" else self.redis_url)
 
 
-def clock_fields(seconds: int) -> dict[str, set[int] | int] | None:
-    """An interval of `seconds` as cron fields on the wall clock (`second`, or `minute` and `second`), so that
-    every worker runs a periodic job at the same moments; None if the interval does not divide a
-    minute, or an hour in whole minutes."""
-    if seconds < 60:
-        return {"second": set(range(0, 60, seconds))} if 60 % seconds == 0 else None
-    if seconds % 60 or 3600 % seconds:
-        return None
-    return {"minute": set(range(0, 60, seconds // 60)), "second": 0}
-
-
-def require(value: str, variable: str, when: str = "") -> str:
-    """Return a required setting, or stop with a message naming its variable (and when it is required)."""
-    if not value:
-        raise SettingsError(f"{ENV_PREFIX}{variable} is required" + (f" {when}" if when else ""))
-    return value
-
-
 _CLUSTER_QUEUE_REASON = (
     "in cluster mode: arq's job queue uses transactions over keys of several hash slots, which a Redis "
     "Cluster refuses, so the queue needs a standalone (or Sentinel-managed) Redis of its own"
 )
-
-
-def _address(text: str, variable: str) -> tuple[str, int]:
-    host, _, port = text.strip().rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingsError(f"{ENV_PREFIX}{variable}: {text.strip()!r} is not host:port")
-    return host.strip("[]"), int(port)
-
-
-def _redis_url(text: str, variable: str) -> None:
-    parts = urlsplit(text)
-    if parts.scheme not in {"redis", "rediss", "unix"} or "," in parts.netloc:
-        raise SettingsError(f"{ENV_PREFIX}{variable} must be one redis://, rediss:// or unix:// URL")
