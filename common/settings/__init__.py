@@ -13,7 +13,12 @@ from uuid import UUID
 import msgspec
 
 from common.logs import LogFormat
-from common.settings.room_policy import BODY_BESIDE_METADATA, MAX_PARTICIPANTS_CEILING, RoomPolicy
+from common.settings.room_policy import (
+    BODY_BESIDE_METADATA,
+    MAX_PARTICIPANTS_CEILING,
+    MAX_PRESENCE_TIMEOUT_SECONDS,
+    RoomPolicy,
+)
 from common.settings.values import (
     ENV_PREFIX,
     PositiveInt,
@@ -29,6 +34,7 @@ __all__ = [
     "BODY_BESIDE_METADATA",
     "ENV_PREFIX",
     "MAX_PARTICIPANTS_CEILING",
+    "MAX_PRESENCE_TIMEOUT_SECONDS",
     "RedisMode",
     "RoomPolicy",
     "Settings",
@@ -113,6 +119,9 @@ class Settings(RoomPolicy, frozen=True, kw_only=True):
     # Periodic jobs run on a clock (arq cron): the interval must divide a minute or an hour evenly.
     sweep_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     expiry_interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
+    # How often the worker looks for rooms to end as empty or unused (ROOMS_EMPTY_TIMEOUT_SECONDS and
+    # ROOMS_UNUSED_TIMEOUT_SECONDS are a room's own): they end up to this much after their time.
+    presence_check_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 10
     sweep_batch_size: Annotated[int, msgspec.Meta(ge=100, le=50_000)] = 5000
     # Ended rooms older than this many days leave the database with their history, events and
     # Idempotency-Keys (daily statistics stay); 0 keeps them for ever.
@@ -155,7 +164,13 @@ class Settings(RoomPolicy, frozen=True, kw_only=True):
         if self.db_pool_min_size > self.db_pool_max_size:
             raise SettingsError(f"{ENV_PREFIX}DB_POOL_MIN_SIZE must not exceed {ENV_PREFIX}DB_POOL_MAX_SIZE")
         self._check_lifetimes()
-        for name in ("sweep_interval_seconds", "expiry_interval_seconds", "prune_interval_seconds"):
+        intervals = (
+            "sweep_interval_seconds",
+            "expiry_interval_seconds",
+            "presence_check_seconds",
+            "prune_interval_seconds",
+        )
+        for name in intervals:
             if clock_fields(getattr(self, name)) is None:
                 raise SettingsError(
                     f"{ENV_PREFIX}{name.upper()} must divide 60, or be a whole number of minutes dividing 60"

@@ -10,13 +10,19 @@ import msgspec
 from common.settings.values import ENV_PREFIX, SettingsError
 
 # What a request body holds besides its metadata (`{"maxParticipants":1000,"metadata":...,"hostId":...,
-# "cohostIds":[ten ids],"startsAt":...,"expiresAt":...}`, about 600 bytes), with room for the whitespace
+# "cohostIds":[ten ids],"startsAt":...,"expiresAt":...,"emptyTimeoutSeconds":86400,
+# "unusedTimeoutSeconds":86400}`, about 650 bytes), with room for the whitespace
 # and escapes a client may send: ROOMS_MAX_BODY_BYTES must leave this beside the metadata's own limit,
 # or a body within every limit could be refused as too large.
 BODY_BESIDE_METADATA = 1024
 
 # The database's own check constraint allows no more than this; a tier above it needs a migration.
 MAX_PARTICIPANTS_CEILING = 1000
+
+# The longest a room may stay empty, or unused, before it ends (a day); the database checks it too
+# (migrations/0016_room_presence_timeouts.sql). 0 is never.
+MAX_PRESENCE_TIMEOUT_SECONDS = 86400
+PresenceTimeout = Annotated[int, msgspec.Meta(ge=0, le=MAX_PRESENCE_TIMEOUT_SECONDS)]
 
 
 class RoomPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +41,12 @@ class RoomPolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_room_seconds: Annotated[int, msgspec.Meta(ge=60, le=366 * 86400)] = 7 * 86400
     # Signaling admits participants this long before a room's start (the room object's `opensAtMs`).
     early_join_seconds: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 300
+    # A room ends by itself (the worker's presence pass: `room.ended` with reason `empty` or `unused`)
+    # once it has stayed empty this long after its last participant left, or once nobody has joined it
+    # this long after its start. The values of a room created without its own; each room keeps those it
+    # was created with. 0: never.
+    empty_timeout_seconds: PresenceTimeout = 300
+    unused_timeout_seconds: PresenceTimeout = 1800
 
     def __post_init__(self) -> None:
         if self.default_max_participants > self.max_participants_limit:

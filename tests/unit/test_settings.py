@@ -166,3 +166,37 @@ def test_settings_that_depend_on_each_other_are_accepted_at_their_bounds() -> No
     )
     assert (settings.stream_replay_seconds, settings.relay_grace_seconds, settings.metrics_port) == (3600, 1.6, 9100)
     assert settings.room_ttl_seconds == settings.max_room_seconds == 7200
+
+
+def test_presence_timeouts_and_their_check() -> None:
+    defaults = load_settings({})
+    assert (defaults.empty_timeout_seconds, defaults.unused_timeout_seconds) == (300, 1800)
+    assert defaults.presence_check_seconds == 10
+    bounds = load_settings(
+        {
+            "ROOMS_EMPTY_TIMEOUT_SECONDS": "0",
+            "ROOMS_UNUSED_TIMEOUT_SECONDS": "86400",
+            "ROOMS_PRESENCE_CHECK_SECONDS": "1",
+        }
+    )
+    assert (bounds.empty_timeout_seconds, bounds.unused_timeout_seconds, bounds.presence_check_seconds) == (0, 86400, 1)
+    assert load_settings({"ROOMS_PRESENCE_CHECK_SECONDS": "120"}).presence_check_seconds == 120
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ROOMS_EMPTY_TIMEOUT_SECONDS", "-1"),
+        ("ROOMS_EMPTY_TIMEOUT_SECONDS", "86401"),
+        ("ROOMS_EMPTY_TIMEOUT_SECONDS", "1.5"),
+        ("ROOMS_UNUSED_TIMEOUT_SECONDS", "-1"),
+        ("ROOMS_UNUSED_TIMEOUT_SECONDS", "86401"),
+        ("ROOMS_UNUSED_TIMEOUT_SECONDS", "never"),
+        ("ROOMS_PRESENCE_CHECK_SECONDS", "0"),
+        ("ROOMS_PRESENCE_CHECK_SECONDS", "7"),  # the worker's checks fall on the clock, as its other jobs do
+        ("ROOMS_PRESENCE_CHECK_SECONDS", "3601"),
+    ],
+)
+def test_a_presence_setting_out_of_bounds_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({variable: value})
