@@ -30,7 +30,7 @@ from common.logs import configure_logging
 from common.metrics import Metrics, multiprocess_dir
 from common.redis.client import close_redis, create_queue_redis, create_redis
 from common.redis.guarded import GuardedRedis
-from common.redis.room_cache import PUT_ROOM
+from common.redis.room_cache import CACHE_SCRIPTS
 from common.rooms.codes import generate_room_code
 from common.service.changes import RoomChanges
 from common.service.presence import Presence
@@ -68,7 +68,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
             closing.push_async_callback(db_pool.close_pool, pool, settings)
             client = create_redis(settings, settings.redis_timeout_seconds, bounded_by_caller=True)
             closing.push_async_callback(close_redis, client)
-            redis = GuardedRedis(client, settings, metrics, settings.redis_timeout_seconds, scripts=[PUT_ROOM])
+            redis = GuardedRedis(client, settings, metrics, settings.redis_timeout_seconds, scripts=CACHE_SCRIPTS)
             marks = DeferredMarks(pool, settings.db_timeout_seconds)
             # Made here rather than by arq, whose own client would wait unboundedly.
             queue = create_queue_redis(settings, settings.redis_timeout_seconds, ArqRedis)

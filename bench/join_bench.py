@@ -32,7 +32,7 @@ from scratch import scratch_servers
 from common.metrics import Metrics
 from common.redis.guarded import GuardedRedis
 from common.redis.keys import participants_key, room_key
-from common.redis.room_cache import PUT_ROOM, RoomCache
+from common.redis.room_cache import CACHE_SCRIPTS, RoomCache
 from common.rooms.codes import generate_room_code
 from common.rooms.model import JSON_ENCODER, CachedRoom, Room
 from common.settings import Settings
@@ -57,7 +57,7 @@ async def cache_rooms(settings: Settings, client: redis.Redis) -> list[str]:
     ]  # fmt: skip
     metrics = Metrics()
     cache = RoomCache(
-        GuardedRedis(client, settings, metrics, timeout=10, scripts=[PUT_ROOM]), metrics, settings.early_join_seconds
+        GuardedRedis(client, settings, metrics, timeout=10, scripts=CACHE_SCRIPTS), metrics, settings.early_join_seconds
     )
     assert await cache.write(put=[CachedRoom(room, JSON_ENCODER.encode(room).decode()) for room in rooms]) == len(rooms)
     return [room.room_id for room in rooms]

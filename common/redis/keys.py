@@ -23,6 +23,26 @@ def joined_key(room_id: str) -> str:
     return "{" + room_key(room_id) + "}:joined"
 
 
+# How long what a room keeps for its sessions outlives the room's end (Unix ms), for the worker to record
+# its last session: PRESENCE_GRACE_MS in every script that keeps it (common/signaling/join.lua).
+PRESENCE_GRACE_MS = 86_400_000
+
+
+def session_key(room_id: str) -> str:
+    """The room's open session and when it last emptied (common/signaling/join.lua keeps it)."""
+    return "{" + room_key(room_id) + "}:session"
+
+
+def distinct_key(room_id: str) -> str:
+    """A HyperLogLog of the open session's participants (common/signaling/join.lua)."""
+    return "{" + room_key(room_id) + "}:distinct"
+
+
+def sessions_key(room_id: str) -> str:
+    """The room's ended sessions that the worker has yet to record (common/signaling/join.lua)."""
+    return "{" + room_key(room_id) + "}:sessions"
+
+
 def ended_room_key(room_id: str) -> str:
     """Marks a room that has ended, until its lifetime is over: no writer may cache it again."""
     return "{" + room_key(room_id) + "}:ended"

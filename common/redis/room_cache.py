@@ -20,13 +20,16 @@ from common.metrics import Metrics
 from common.redis.batch import Stage
 from common.redis.commands import CommandQueue
 from common.redis.guarded import GuardedRedis
-from common.redis.keys import ended_room_key, joined_key, missing_room_key, participants_key, room_key
+from common.redis.keys import ended_room_key, missing_room_key, participants_key, room_key
 from common.redis.scripts import lua_script
 from common.rooms.model import CachedRoom, CachedView, Room, RoomView, to_view
 
 log = logging.getLogger(__name__)
 
 PUT_ROOM = lua_script(__package__, "lua/put_room.lua")
+END_ROOM = lua_script(__package__, "lua/end_room.lua")
+# What a GuardedRedis that writes rooms loads (and loads again after a failover or restart).
+CACHE_SCRIPTS = (PUT_ROOM, END_ROOM)
 
 _VIEW_DECODER = msgspec.json.Decoder(CachedView)
 _ROOM_DECODER = msgspec.json.Decoder(Room)
@@ -151,10 +154,9 @@ class RoomCache:
             written += int(was_written)
             replaced += int(foreign)
         ends_from = at
-        for i, room in enumerate(end):
-            mine = results[ends_from + 2 * i : ends_from + 2 * i + 2]  # the ended mark, then the DEL
-            if error := next((result for result in mine if isinstance(result, Exception)), None):
-                failed.append((room.room_id, error))
+        for room, result in zip(end, results[ends_from : ends_from + len(end)], strict=True):
+            if isinstance(result, Exception):
+                failed.append((room.room_id, result))
         if replaced:
             log.warning("replaced %d values at room keys that another writer had put there", replaced)
             self._metrics.incr("cache_foreign_values_replaced_total", replaced)
@@ -162,7 +164,7 @@ class RoomCache:
             log.warning("Redis refused the cache writes of %d rooms: %s", len(failed), failed[:10])
         if failed_puts and not only_if_absent:  # the sweep's repairs are repeated by the next sweep
             self._metrics.incr("cache_writes_skipped_total", failed_puts)
-        return CacheWrite(written, tuple(code for code, _ in failed), results[ends_from + 2 * len(end) :])
+        return CacheWrite(written, tuple(code for code, _ in failed), results[ends_from + len(end) :])
 
     def _queue(
         self, queue: CommandQueue, *, put: Sequence[CachedRoom], end: Sequence[Room], only_if_absent: bool
@@ -175,8 +177,8 @@ class RoomCache:
           its participants to the room's end; then, for a new room (version 1) unless
           `only_if_absent`, forget that its code was missing (probed before it was drawn: only a new
           room's code can have been, and each write of version 1, the create's or the relay's, forgets);
-        - for each room of `end`: the ended mark, then the room object and participants gone (SET and
-          DEL take a key of any type: nothing another writer leaves there can fail them).
+        - for each room of `end`: end_room.lua: the ended mark, the room object and participants gone,
+          the session in progress ended with the room (nothing another writer leaves there fails it).
         """
         for room, data in put:
             queue.execute_command(  # bytes arguments, which redis-py's evalsha is not typed to take
@@ -195,11 +197,20 @@ class RoomCache:
             if _commands_per_put(room, only_if_absent) == 2:
                 queue.delete(missing_room_key(room.room_id))
         for room in end:
-            # The mark keeps any writer with an older read from caching the room again; the
-            # participants go with the room object (all three keys share its cluster slot).
-            until = max(_epoch_ms(room.expires_at), int(time.time() * 1000) + 1000)
-            queue.set(ended_room_key(room.room_id), b"1", pxat=until)
-            queue.delete(room_key(room.room_id), participants_key(room.room_id), joined_key(room.room_id))
+            # The mark keeps any writer with an older read from caching the room again, until the room
+            # would have ended anyway.
+            expires = _epoch_ms(room.expires_at)
+            until = max(expires, int(time.time() * 1000) + 1000)
+            queue.execute_command(
+                "EVALSHA",
+                END_ROOM.sha,
+                3,
+                room_key(room.room_id),
+                ended_room_key(room.room_id),
+                participants_key(room.room_id),
+                str(until),
+                str(expires),
+            )
 
     def _with_opening(self, room: Room, data: str) -> str:
         """The object as the database made it, with `opensAtMs` (epoch ms) added: the moment join.lua

@@ -24,6 +24,76 @@
 -- let in early; answering not_started would only drop members admitted before a start moved later,
 -- and newcomers still wait for join.lua to open the room.
 
+-- presence: begin. The same text in join.lua, heartbeat.lua, leave.lua, put_room.lua, end_room.lua and
+-- presence.lua (each is loaded on its own): the room's sessions, kept exactly, in the room's slot. A
+-- session is a span with at least one participant; docs/signaling.md, "Sessions", lists the keys.
+-- What a room keeps outlives its end by a day, for the Room Service's worker to record (it deletes it
+-- then): a room whose object simply expired still has every stint to count.
+local PRESENCE_GRACE_MS = 86400000
+local function presence_key(room, name)
+  return '{' .. room .. '}:' .. name
+end
+local function ms(value)
+  return string.format('%.0f', value)  -- tostring() would print a large number in exponent form
+end
+-- The open session ends at `ended_at`: onto the list of sessions the Room Service has yet to record,
+-- as 'startedAt endedAt peak distinct participantMs reason'.
+local function close_session(room, ended_at, reason)
+  local session = presence_key(room, 'session')
+  local open = redis.call('HMGET', session, 'startedAt', 'peak', 'pms')
+  if not open[1] then
+    return
+  end
+  local distinct = presence_key(room, 'distinct')
+  local sessions = presence_key(room, 'sessions')
+  local record = table.concat(
+    {open[1], ms(ended_at), open[2] or '0', redis.call('PFCOUNT', distinct), open[3] or '0', reason}, ' ')
+  redis.call('RPUSH', sessions, record)
+  local ttl = redis.call('PTTL', session)
+  if ttl > 0 then
+    redis.call('PEXPIRE', sessions, ttl)
+  end
+  redis.call('HDEL', session, 'startedAt', 'peak', 'pms')
+  redis.call('HSET', session, 'emptySince', ms(ended_at))
+  redis.call('DEL', distinct)
+end
+-- Members leave, each at its moment (`leaving`: id, moment, id, moment, ...): each stint's time joins
+-- the session's participant-ms; the session ends, with `reason`, at the last moment if none is left.
+local function depart(room, participants, leaving, reason)
+  local ids, last, total = {}, 0, 0
+  for i = 1, #leaving, 2 do
+    ids[#ids + 1] = leaving[i]
+  end
+  local joined = presence_key(room, 'joined')
+  local since = redis.call('HMGET', joined, unpack(ids))
+  for i = 1, #ids do
+    local at, from = tonumber(leaving[2 * i]), tonumber(since[i])
+    if from and at > from then
+      total = total + (at - from)
+    end
+    if at > last then
+      last = at
+    end
+  end
+  redis.call('ZREM', participants, unpack(ids))
+  redis.call('HDEL', joined, unpack(ids))
+  local session = presence_key(room, 'session')
+  if total > 0 and redis.call('HEXISTS', session, 'startedAt') == 1 then
+    redis.call('HINCRBY', session, 'pms', ms(total))
+  end
+  if redis.call('ZCARD', participants) == 0 then
+    close_session(room, last, reason)
+  end
+end
+-- Members whose heartbeat lapsed (score <= now) left when it lapsed, not when this noticed.
+local function settle(room, participants, now)
+  local lapsed = redis.call('ZRANGEBYSCORE', participants, '-inf', now, 'WITHSCORES')
+  if #lapsed > 0 then
+    depart(room, participants, lapsed, 'empty')
+  end
+end
+-- presence: end
+
 if #KEYS ~= 2 or #ARGV ~= 2 then
   return redis.error_reply('ERR heartbeat takes 2 keys (room, participants) and 2 arguments (participant id, ttl ms)')
 end
@@ -75,27 +145,29 @@ end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
--- As join.lua does: members whose heartbeat lapsed (score <= now) are gone, this one included.
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if barred then
-  redis.call('ZREM', KEYS[2], participant)
+-- As join.lua does: members whose heartbeat lapsed (score <= now) left when it lapsed, this one included.
+settle(KEYS[1], KEYS[2], now)
+local member = redis.call('ZSCORE', KEYS[2], participant)
+if barred and member then
+  depart(KEYS[1], KEYS[2], {participant, ms(now)}, 'empty')
 end
-if barred or not redis.call('ZSCORE', KEYS[2], participant) then
+if barred or not member then
   return {'not_member', redis.call('ZCARD', KEYS[2]), limit}
 end
 
 -- XX: only ever moves an existing member's expiry. '%.0f': tostring() would print a large score in
 -- exponent form and lose digits.
-redis.call('ZADD', KEYS[2], 'XX', string.format('%.0f', now + ttl), participant)
+redis.call('ZADD', KEYS[2], 'XX', ms(now + ttl), participant)
 
--- As join.lua: the set must not outlive the room, so it expires with the room key; for a room object
--- without an expiry (the Room Service always sets one), the set lasts until its last heartbeat.
+-- As join.lua: what the room keeps lasts until its end and a day past it, for its sessions' sake; for a
+-- room object without an expiry (the Room Service always sets one), until the last heartbeat.
 local room_ttl = redis.call('PTTL', KEYS[1])
+local until_ms
 if room_ttl > 0 then
-  redis.call('PEXPIRE', KEYS[2], room_ttl)
+  until_ms = ms(now + room_ttl + PRESENCE_GRACE_MS)
 else
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', KEYS[2], last[2])
+  until_ms = ms(tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]) + PRESENCE_GRACE_MS)
 end
+redis.call('PEXPIREAT', KEYS[2], until_ms)
 
 return {'alive', redis.call('ZCARD', KEYS[2]), limit}

@@ -3,9 +3,12 @@
 -- KEYS[1]  room:<roomId>                  the room object the Room Service caches (JSON)
 -- KEYS[2]  {room:<roomId>}:participants   sorted set: member = participant id, score = heartbeat expiry (ms)
 -- KEYS[3]  {room:<roomId>}:ticket:<jti>   with a ticket: its used-mark (value: the participant admitted)
---          and, derived from KEYS[1] (the room's slot, like every key here):
+--          and, derived from KEYS[1] (the room's slot, like every key here; docs/signaling.md lists them):
 --          {room:<roomId>}:joined          hash: participant id -> when it was admitted (Unix ms), which
 --                                          the Room Service lists (GET /rooms/{roomId}/participants)
+--          {room:<roomId>}:session         hash: the open session (startedAt, peak, pms) and emptySince
+--          {room:<roomId>}:distinct        HyperLogLog: the open session's distinct participants
+--          {room:<roomId>}:sessions        list: ended sessions the Room Service has yet to record
 -- ARGV[1]  participant id (non-empty)
 -- ARGV[2]  heartbeat TTL in ms (positive integer)
 -- ARGV[3]  with a ticket: its jti (non-empty)
@@ -29,6 +32,76 @@
 -- The most leeway a ticket's verifier allows past its exp (common/signaling/tickets.py): the mark
 -- outlives the ticket by this much, so a ticket is never admitted twice while a verifier accepts it.
 local TICKET_LEEWAY_MS = 5000
+
+-- presence: begin. The same text in join.lua, heartbeat.lua, leave.lua, put_room.lua, end_room.lua and
+-- presence.lua (each is loaded on its own): the room's sessions, kept exactly, in the room's slot. A
+-- session is a span with at least one participant; docs/signaling.md, "Sessions", lists the keys.
+-- What a room keeps outlives its end by a day, for the Room Service's worker to record (it deletes it
+-- then): a room whose object simply expired still has every stint to count.
+local PRESENCE_GRACE_MS = 86400000
+local function presence_key(room, name)
+  return '{' .. room .. '}:' .. name
+end
+local function ms(value)
+  return string.format('%.0f', value)  -- tostring() would print a large number in exponent form
+end
+-- The open session ends at `ended_at`: onto the list of sessions the Room Service has yet to record,
+-- as 'startedAt endedAt peak distinct participantMs reason'.
+local function close_session(room, ended_at, reason)
+  local session = presence_key(room, 'session')
+  local open = redis.call('HMGET', session, 'startedAt', 'peak', 'pms')
+  if not open[1] then
+    return
+  end
+  local distinct = presence_key(room, 'distinct')
+  local sessions = presence_key(room, 'sessions')
+  local record = table.concat(
+    {open[1], ms(ended_at), open[2] or '0', redis.call('PFCOUNT', distinct), open[3] or '0', reason}, ' ')
+  redis.call('RPUSH', sessions, record)
+  local ttl = redis.call('PTTL', session)
+  if ttl > 0 then
+    redis.call('PEXPIRE', sessions, ttl)
+  end
+  redis.call('HDEL', session, 'startedAt', 'peak', 'pms')
+  redis.call('HSET', session, 'emptySince', ms(ended_at))
+  redis.call('DEL', distinct)
+end
+-- Members leave, each at its moment (`leaving`: id, moment, id, moment, ...): each stint's time joins
+-- the session's participant-ms; the session ends, with `reason`, at the last moment if none is left.
+local function depart(room, participants, leaving, reason)
+  local ids, last, total = {}, 0, 0
+  for i = 1, #leaving, 2 do
+    ids[#ids + 1] = leaving[i]
+  end
+  local joined = presence_key(room, 'joined')
+  local since = redis.call('HMGET', joined, unpack(ids))
+  for i = 1, #ids do
+    local at, from = tonumber(leaving[2 * i]), tonumber(since[i])
+    if from and at > from then
+      total = total + (at - from)
+    end
+    if at > last then
+      last = at
+    end
+  end
+  redis.call('ZREM', participants, unpack(ids))
+  redis.call('HDEL', joined, unpack(ids))
+  local session = presence_key(room, 'session')
+  if total > 0 and redis.call('HEXISTS', session, 'startedAt') == 1 then
+    redis.call('HINCRBY', session, 'pms', ms(total))
+  end
+  if redis.call('ZCARD', participants) == 0 then
+    close_session(room, last, reason)
+  end
+end
+-- Members whose heartbeat lapsed (score <= now) left when it lapsed, not when this noticed.
+local function settle(room, participants, now)
+  local lapsed = redis.call('ZRANGEBYSCORE', participants, '-inf', now, 'WITHSCORES')
+  if #lapsed > 0 then
+    depart(room, participants, lapsed, 'empty')
+  end
+end
+-- presence: end
 
 local with_ticket = #KEYS == 3 and #ARGV == 4
 if not with_ticket and (#KEYS ~= 2 or #ARGV ~= 2) then
@@ -116,7 +189,7 @@ end
 -- '%.0f': tostring() would print a large score in exponent form and lose digits.
 local expiry = string.format('%.0f', now + ttl)
 
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+settle(KEYS[1], KEYS[2], now)
 
 local outcome
 if redis.call('ZSCORE', KEYS[2], participant) then
@@ -129,29 +202,44 @@ else
   outcome = 'admitted'
 end
 redis.call('ZADD', KEYS[2], expiry, participant)
-local joined = '{' .. KEYS[1] .. '}:joined'
+local count = redis.call('ZCARD', KEYS[2])
+local joined = presence_key(KEYS[1], 'joined')
+local session = presence_key(KEYS[1], 'session')
+local distinct = presence_key(KEYS[1], 'distinct')
 if outcome == 'admitted' then
-  -- Rejoining after a lapse or a leave is joining anew. An entry of a member gone is left for its
-  -- next join to overwrite (or for the room's end): readers list only the live members.
-  redis.call('HSET', joined, participant, now)
+  -- Rejoining after a lapse or a leave is joining anew (that stint was counted when it ended).
+  redis.call('HSET', joined, participant, ms(now))
+  local open = redis.call('HMGET', session, 'startedAt', 'peak')
+  if not open[1] then
+    -- The join into an empty room begins a session. (A room whose members a release before sessions
+    -- admitted has its first session begin here too.)
+    redis.call('HSET', session, 'startedAt', ms(now), 'peak', count, 'pms', 0)
+  elseif count > tonumber(open[2] or 0) then
+    redis.call('HSET', session, 'peak', count)
+  end
+  redis.call('PFADD', distinct, participant)
 end
 -- Used once it has let someone in (or refreshed a member): a refused join leaves it usable, so the
 -- caller can retry after not_cached or once a slot is free. A mark already past its time (a ticket
 -- that expired beyond any leeway, which no verifier accepts) is not kept.
 if with_ticket and mark_until > now then
-  redis.call('SET', KEYS[3], participant, 'PXAT', string.format('%.0f', mark_until))
+  redis.call('SET', KEYS[3], participant, 'PXAT', ms(mark_until))
 end
 
--- The participant set must not outlive the room: it expires with the room key. The Room Service
--- always sets an expiry; for a room object without one, the set lasts until its last heartbeat.
+-- What the room keeps lasts until its end, and a day past it for the sessions' sake (above). The Room
+-- Service always sets the room key's expiry; for a room object without one, until the last heartbeat.
 local room_ttl = redis.call('PTTL', KEYS[1])
+local until_ms
 if room_ttl > 0 then
-  redis.call('PEXPIRE', KEYS[2], room_ttl)
-  redis.call('PEXPIRE', joined, room_ttl)
+  until_ms = ms(now + room_ttl + PRESENCE_GRACE_MS)
 else
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', KEYS[2], last[2])
-  redis.call('PEXPIREAT', joined, last[2])
+  until_ms = ms(tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]) + PRESENCE_GRACE_MS)
+end
+redis.call('PEXPIREAT', KEYS[2], until_ms)
+redis.call('PEXPIREAT', joined, until_ms)
+if outcome == 'admitted' then
+  redis.call('PEXPIREAT', session, until_ms)
+  redis.call('PEXPIREAT', distinct, until_ms)
 end
 
-return {outcome, redis.call('ZCARD', KEYS[2]), limit}
+return {outcome, count, limit}

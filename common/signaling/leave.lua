@@ -1,10 +1,81 @@
 -- Leave for the Signaling service: the contract in docs/signaling.md.
 --
--- KEYS[1]  room:<roomId>                  declared for the same layout as join.lua; not read
+-- KEYS[1]  room:<roomId>                  not read: the keys of the room's sessions are derived from it
 -- KEYS[2]  {room:<roomId>}:participants   sorted set: member = participant id, score = heartbeat expiry (ms)
 -- ARGV[1]  participant id (non-empty)
 --
--- Removes the participant at once. Returns 1 if it was a live member, else 0.
+-- Removes the participant at once: its time in the room ends now, and so does the session if it was the
+-- last one in. Returns 1 if it was a live member, else 0.
+
+-- presence: begin. The same text in join.lua, heartbeat.lua, leave.lua, put_room.lua, end_room.lua and
+-- presence.lua (each is loaded on its own): the room's sessions, kept exactly, in the room's slot. A
+-- session is a span with at least one participant; docs/signaling.md, "Sessions", lists the keys.
+-- What a room keeps outlives its end by a day, for the Room Service's worker to record (it deletes it
+-- then): a room whose object simply expired still has every stint to count.
+local PRESENCE_GRACE_MS = 86400000
+local function presence_key(room, name)
+  return '{' .. room .. '}:' .. name
+end
+local function ms(value)
+  return string.format('%.0f', value)  -- tostring() would print a large number in exponent form
+end
+-- The open session ends at `ended_at`: onto the list of sessions the Room Service has yet to record,
+-- as 'startedAt endedAt peak distinct participantMs reason'.
+local function close_session(room, ended_at, reason)
+  local session = presence_key(room, 'session')
+  local open = redis.call('HMGET', session, 'startedAt', 'peak', 'pms')
+  if not open[1] then
+    return
+  end
+  local distinct = presence_key(room, 'distinct')
+  local sessions = presence_key(room, 'sessions')
+  local record = table.concat(
+    {open[1], ms(ended_at), open[2] or '0', redis.call('PFCOUNT', distinct), open[3] or '0', reason}, ' ')
+  redis.call('RPUSH', sessions, record)
+  local ttl = redis.call('PTTL', session)
+  if ttl > 0 then
+    redis.call('PEXPIRE', sessions, ttl)
+  end
+  redis.call('HDEL', session, 'startedAt', 'peak', 'pms')
+  redis.call('HSET', session, 'emptySince', ms(ended_at))
+  redis.call('DEL', distinct)
+end
+-- Members leave, each at its moment (`leaving`: id, moment, id, moment, ...): each stint's time joins
+-- the session's participant-ms; the session ends, with `reason`, at the last moment if none is left.
+local function depart(room, participants, leaving, reason)
+  local ids, last, total = {}, 0, 0
+  for i = 1, #leaving, 2 do
+    ids[#ids + 1] = leaving[i]
+  end
+  local joined = presence_key(room, 'joined')
+  local since = redis.call('HMGET', joined, unpack(ids))
+  for i = 1, #ids do
+    local at, from = tonumber(leaving[2 * i]), tonumber(since[i])
+    if from and at > from then
+      total = total + (at - from)
+    end
+    if at > last then
+      last = at
+    end
+  end
+  redis.call('ZREM', participants, unpack(ids))
+  redis.call('HDEL', joined, unpack(ids))
+  local session = presence_key(room, 'session')
+  if total > 0 and redis.call('HEXISTS', session, 'startedAt') == 1 then
+    redis.call('HINCRBY', session, 'pms', ms(total))
+  end
+  if redis.call('ZCARD', participants) == 0 then
+    close_session(room, last, reason)
+  end
+end
+-- Members whose heartbeat lapsed (score <= now) left when it lapsed, not when this noticed.
+local function settle(room, participants, now)
+  local lapsed = redis.call('ZRANGEBYSCORE', participants, '-inf', now, 'WITHSCORES')
+  if #lapsed > 0 then
+    depart(room, participants, lapsed, 'empty')
+  end
+end
+-- presence: end
 
 if #KEYS ~= 2 or #ARGV ~= 1 then
   return redis.error_reply('ERR leave takes 2 keys (room, participants) and 1 argument (participant id)')
@@ -14,10 +85,13 @@ if participant == '' then
   return redis.error_reply('ERR participant id must not be empty')
 end
 
--- Drop expired members first, so a participant whose heartbeat already lapsed reports 0 here as
--- it would count as absent in join.lua.
+-- Lapsed members leave first (at their expiry), so a participant whose heartbeat already lapsed
+-- reports 0 here as it would count as absent in join.lua.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-
-return redis.call('ZREM', KEYS[2], participant)
+settle(KEYS[1], KEYS[2], now)
+if not redis.call('ZSCORE', KEYS[2], participant) then
+  return 0
+end
+depart(KEYS[1], KEYS[2], {participant, ms(now)}, 'empty')
+return 1

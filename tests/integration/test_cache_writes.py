@@ -10,7 +10,7 @@ import pytest
 from common.metrics import Metrics
 from common.redis.guarded import GuardedRedis
 from common.redis.keys import room_key
-from common.redis.room_cache import PUT_ROOM, RoomCache
+from common.redis.room_cache import CACHE_SCRIPTS, RoomCache
 from common.rooms.model import CachedRoom, Room
 
 
@@ -18,7 +18,7 @@ from common.rooms.model import CachedRoom, Room
 def cache(redis_client, settings) -> RoomCache:
     metrics = Metrics()
     return RoomCache(
-        GuardedRedis(redis_client, settings, metrics, timeout=5, scripts=[PUT_ROOM]),
+        GuardedRedis(redis_client, settings, metrics, timeout=5, scripts=CACHE_SCRIPTS),
         metrics,
         settings.early_join_seconds,
     )

@@ -15,9 +15,80 @@
 -- ARGV[3]  expiry, Unix time in ms (the room's expiresAt)
 -- ARGV[4]  'nx' to write only where there is no room object at all (the sweep), else ''
 -- ARGV[5..] the participants the room bars (its `removedIds`), taken out of KEYS[3] with the write
+--          (the keys of the room's sessions are derived from KEYS[1], in its slot: docs/signaling.md)
 --
 -- Returns {written, replaced}: written 1 if the object was written, else 0; replaced the number of
 -- foreign values replaced or removed (0, 1 or 2).
+
+-- presence: begin. The same text in join.lua, heartbeat.lua, leave.lua, put_room.lua, end_room.lua and
+-- presence.lua (each is loaded on its own): the room's sessions, kept exactly, in the room's slot. A
+-- session is a span with at least one participant; docs/signaling.md, "Sessions", lists the keys.
+-- What a room keeps outlives its end by a day, for the Room Service's worker to record (it deletes it
+-- then): a room whose object simply expired still has every stint to count.
+local PRESENCE_GRACE_MS = 86400000
+local function presence_key(room, name)
+  return '{' .. room .. '}:' .. name
+end
+local function ms(value)
+  return string.format('%.0f', value)  -- tostring() would print a large number in exponent form
+end
+-- The open session ends at `ended_at`: onto the list of sessions the Room Service has yet to record,
+-- as 'startedAt endedAt peak distinct participantMs reason'.
+local function close_session(room, ended_at, reason)
+  local session = presence_key(room, 'session')
+  local open = redis.call('HMGET', session, 'startedAt', 'peak', 'pms')
+  if not open[1] then
+    return
+  end
+  local distinct = presence_key(room, 'distinct')
+  local sessions = presence_key(room, 'sessions')
+  local record = table.concat(
+    {open[1], ms(ended_at), open[2] or '0', redis.call('PFCOUNT', distinct), open[3] or '0', reason}, ' ')
+  redis.call('RPUSH', sessions, record)
+  local ttl = redis.call('PTTL', session)
+  if ttl > 0 then
+    redis.call('PEXPIRE', sessions, ttl)
+  end
+  redis.call('HDEL', session, 'startedAt', 'peak', 'pms')
+  redis.call('HSET', session, 'emptySince', ms(ended_at))
+  redis.call('DEL', distinct)
+end
+-- Members leave, each at its moment (`leaving`: id, moment, id, moment, ...): each stint's time joins
+-- the session's participant-ms; the session ends, with `reason`, at the last moment if none is left.
+local function depart(room, participants, leaving, reason)
+  local ids, last, total = {}, 0, 0
+  for i = 1, #leaving, 2 do
+    ids[#ids + 1] = leaving[i]
+  end
+  local joined = presence_key(room, 'joined')
+  local since = redis.call('HMGET', joined, unpack(ids))
+  for i = 1, #ids do
+    local at, from = tonumber(leaving[2 * i]), tonumber(since[i])
+    if from and at > from then
+      total = total + (at - from)
+    end
+    if at > last then
+      last = at
+    end
+  end
+  redis.call('ZREM', participants, unpack(ids))
+  redis.call('HDEL', joined, unpack(ids))
+  local session = presence_key(room, 'session')
+  if total > 0 and redis.call('HEXISTS', session, 'startedAt') == 1 then
+    redis.call('HINCRBY', session, 'pms', ms(total))
+  end
+  if redis.call('ZCARD', participants) == 0 then
+    close_session(room, last, reason)
+  end
+end
+-- Members whose heartbeat lapsed (score <= now) left when it lapsed, not when this noticed.
+local function settle(room, participants, now)
+  local lapsed = redis.call('ZRANGEBYSCORE', participants, '-inf', now, 'WITHSCORES')
+  if #lapsed > 0 then
+    depart(room, participants, lapsed, 'empty')
+  end
+end
+-- presence: end
 
 local replaced = 0
 local ended = redis.pcall('GET', KEYS[2])
@@ -42,15 +113,30 @@ elseif current then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
--- A moved end moves the participants' expiry with it, in the same step (join.lua only sets it at a
--- join): extended, the set outlives the old end; shortened, nobody stays past the new one. A no-op
--- when there is no set; PEXPIREAT takes a key of any type, so nothing another writer left fails it.
-redis.call('PEXPIREAT', KEYS[3], ARGV[3])
--- And the hash of when each joined, which join.lua keeps beside the set (its key derived as join.lua does).
-redis.call('PEXPIREAT', '{' .. KEYS[1] .. '}:joined', ARGV[3])
+-- A moved end moves what the room keeps for its participants with it, in the same step (join.lua only
+-- sets it at a join): to the end and the day past it that the sessions keep (above). A no-op for a key
+-- that is not there; PEXPIREAT takes a key of any type, so nothing another writer left fails it.
+local keep_until = ms(tonumber(ARGV[3]) + PRESENCE_GRACE_MS)
+redis.call('PEXPIREAT', KEYS[3], keep_until)
+for _, name in ipairs({'joined', 'session', 'distinct', 'sessions'}) do
+  redis.call('PEXPIREAT', presence_key(KEYS[1], name), keep_until)
+end
 -- A removed participant leaves at once, in the same step as the object that bars them is written
--- (join.lua refuses them from then on). A no-op for those not in the set; none for most rooms.
-if #ARGV > 4 then
-  redis.pcall('ZREM', KEYS[3], unpack(ARGV, 5))  -- pcall: a value of another type there is join.lua's to meet
+-- (join.lua refuses them from then on): its time in the room ends now, and the session with it if it
+-- was the last one in. Nothing to do for most rooms, which bar nobody.
+if #ARGV > 4 and redis.call('TYPE', KEYS[3])['ok'] == 'zset' then  -- another type there is join.lua's to meet
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  settle(KEYS[1], KEYS[3], now)
+  local leaving = {}
+  for i = 5, #ARGV do
+    if redis.call('ZSCORE', KEYS[3], ARGV[i]) then
+      leaving[#leaving + 1] = ARGV[i]
+      leaving[#leaving + 1] = ms(now)
+    end
+  end
+  if #leaving > 0 then
+    depart(KEYS[1], KEYS[3], leaving, 'empty')
+  end
 end
 return {1, replaced}
