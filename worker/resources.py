@@ -13,6 +13,7 @@ from common.metrics import Metrics
 from common.redis.client import RedisClient, close_redis, create_redis
 from common.redis.guarded import GuardedRedis
 from common.redis.room_cache import CACHE_SCRIPTS, RoomCache
+from common.redis.sessions import PRESENCE
 from common.redis.stream import EventStream
 from common.service.publish import Publisher
 from common.settings import Settings
@@ -46,7 +47,8 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
         client = create_redis(settings, settings.worker_redis_timeout_seconds, bounded_by_caller=True)
         closing.push_async_callback(close_redis, client)
         metrics = Metrics()
-        guarded = GuardedRedis(client, settings, metrics, settings.worker_redis_timeout_seconds, scripts=CACHE_SCRIPTS)
+        scripts = (*CACHE_SCRIPTS, PRESENCE)
+        guarded = GuardedRedis(client, settings, metrics, settings.worker_redis_timeout_seconds, scripts=scripts)
         cache = RoomCache(guarded, metrics, settings.early_join_seconds)
         publisher = Publisher(cache, EventStream.from_settings(settings))
         await guarded.load_scripts()

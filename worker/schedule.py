@@ -13,6 +13,7 @@ from common.tracing import traced_job
 from worker.jobs.cache import restore_room_cache, sweep_room_cache
 from worker.jobs.lifecycle import expire_rooms, start_rooms
 from worker.jobs.outbox import relay_outbox
+from worker.jobs.presence import check_presence
 from worker.jobs.prune import prune, run_seconds
 from worker.monitor import observed
 from worker.resources import WorkerResources
@@ -46,6 +47,8 @@ def worker_settings(res: WorkerResources) -> dict[str, Any]:
             # expiry pass, nor at arq's default of .123456 s past it.
             cron(job(start_rooms), second=set(range(60)), microsecond=0, timeout=30),
             cron(job(expire_rooms), **on_clock(settings.expiry_interval_seconds), timeout=60),
+            # A pass over every live room: its period is what docs/scaling.md measures it to need.
+            cron(job(check_presence), **on_clock(settings.presence_check_seconds), timeout=600),
             cron(
                 job(sweep_room_cache),
                 **on_clock(settings.sweep_interval_seconds),

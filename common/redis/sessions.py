@@ -34,7 +34,7 @@ class Check(NamedTuple):
     empty_since_ms: int  # when its last session ended, as far as Redis knows (0: none)
     open: Session | None
     ended: list[Session]
-    ended_records: list[bytes]  # as kept, to forget each once recorded
+    ended_records: list[str]  # as kept, to forget each once recorded
 
 
 def queue_check(
@@ -77,7 +77,7 @@ def parse_check(reply: list[Any]) -> Check:
         empty_since_ms=int(empty_since),
         open=open_session,
         ended=[parse_session(record) for record in records],
-        ended_records=[record.encode() for record in records],
+        ended_records=records,
     )
 
 
@@ -87,7 +87,7 @@ def parse_session(record: str) -> Session:
     return Session(int(started), int(ended), int(peak), int(distinct), int(participant_ms), reason)
 
 
-def queue_forget_recorded(queue: CommandQueue, room_id: str, records: list[bytes]) -> None:
+def queue_forget_recorded(queue: CommandQueue, room_id: str, records: list[str]) -> None:
     """Take ended sessions the database now has off the room's list. Each record names its session (its
     start), so removing it by value is safe against another pass, and against new ones appended since."""
     for record in records:

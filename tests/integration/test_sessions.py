@@ -86,6 +86,7 @@ async def test_a_leave_a_rejoin_and_a_removal_count_each_stint_and_each_particip
 
     [session] = await ended_sessions(redis_client, room_id)
     assert (session.started_ms, session.peak, session.distinct, session.reason) == (first_joined, 2, 2, "empty")
+    assert session.ended_ms is not None
     assert before <= session.ended_ms <= after
     # alice's two stints and bob's one: each left within [before, after], alice the last at ended_ms.
     lowest = (before - first_joined) + (session.ended_ms - second_joined) + (before - bob_joined)
@@ -111,6 +112,7 @@ async def test_a_room_ended_with_people_in_it_ends_their_session_with_it(client,
     [session] = await ended_sessions(redis_client, room_id)
     assert session.reason == "room_ended"
     assert session.peak == session.distinct == 2
+    assert session.ended_ms is not None
     assert session.ended_ms >= before
     assert not await redis_client.exists(participants_key(room_id))
     # Kept past the room's end, for the worker to record.

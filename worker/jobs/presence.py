@@ -1,0 +1,155 @@
+"""The presence pass, every ROOMS_PRESENCE_CHECK_SECONDS: each live room is checked in Redis
+(presence.lua), which ends it there if it has been empty or unused for its timeout; then the pass
+records what it learnt in Postgres: the sessions (with `session.started` and `session.ended`), the
+sessions Redis lost, and the rooms it ended (`room.ended`, reason `empty` or `unused`). The relay
+publishes the events.
+
+Rooms ended since the last pass are visited once more: their end closed their last session in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from common.db import sessions as db
+from common.db.pool import connection
+from common.db.sessions import AutoEnd, CheckedRoom, SessionRow
+from common.redis.commands import CommandQueue
+from common.redis.sessions import (
+    Check,
+    Session,
+    epoch_ms,
+    moment,
+    parse_check,
+    queue_check,
+    queue_forget_recorded,
+    queue_forget_room,
+)
+from worker.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+
+# One pass at a time across all workers: two would record the same sessions twice over.
+_PRESENCE_LOCK = 0x50726573  # "Pres"
+_PAGE = 1000
+# A room's end is published (and marked) by a transaction that may commit after a pass has read past
+# its mark time: each pass looks back this far over the last one's, and records nothing twice.
+_LOOK_BACK = timedelta(seconds=60)
+
+
+async def check_presence(ctx: dict[str, Any]) -> int:
+    """One pass over every live room, then over the rooms ended since the last; returns the rooms checked."""
+    res: WorkerResources = ctx["resources"]
+    timeout = res.settings.worker_db_timeout_seconds
+    checked = 0
+    async with connection(res.pool, timeout, whole=False) as walk:
+        if not await walk.fetchval("SELECT pg_try_advisory_lock($1)", _PRESENCE_LOCK):
+            return 0
+        try:
+            ended_since, started = await db.progress(walk)
+            complete = True
+            after = ""
+            while page := await db.live_rooms_after(walk, after, _PAGE):
+                complete &= await _check(res, page)
+                checked += len(page)
+                after = page[-1].room_id
+                if len(page) < _PAGE:
+                    break
+            ended = await db.ended_rooms_since(walk, ended_since)
+            if ended:
+                complete &= await _check(res, ended)
+                checked += len(ended)
+            if complete:  # else the ended rooms are visited again next time
+                await db.advance(walk, started - _LOOK_BACK)
+        finally:
+            await walk.execute("SELECT pg_advisory_unlock($1)", _PRESENCE_LOCK)
+    return checked
+
+
+async def _check(res: WorkerResources, rooms: Sequence[CheckedRoom]) -> bool:
+    """Check a page of rooms in Redis and record what it said; whether Redis answered for all of them."""
+
+    def queue(q: CommandQueue) -> None:
+        for room in rooms:
+            queue_check(
+                q,
+                room.room_id,
+                start_ms=epoch_ms(room.start) if room.live else 0,
+                empty_ms=room.empty_timeout_seconds * 1000,
+                unused_ms=room.unused_timeout_seconds * 1000,
+                last_end_ms=_last_known_end_ms(room),
+            )
+
+    replies = await res.guarded.pipeline_results(queue)
+    if replies is None:
+        return False
+    sessions: list[SessionRow] = []
+    lost: list[tuple[Any, Any]] = []
+    ends: list[AutoEnd] = []
+    checks: list[tuple[CheckedRoom, Check]] = []
+    for room, reply in zip(rooms, replies, strict=True):
+        if isinstance(reply, Exception):
+            log.warning("presence check of %s failed: %s", room.room_id, reply)
+            continue
+        check = parse_check(reply)
+        checks.append((room, check))
+        sessions += [_row(room, session, check) for session in check.ended]
+        if check.open is not None:
+            sessions.append(_row(room, check.open, check))
+        if _lost(room, check):
+            lost.append((room.meeting_id, room.newest_started))
+        if check.end_reason is not None and room.live:
+            ends.append(AutoEnd(room.meeting_id, check.end_reason, moment(check.decided_ms)))
+    async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
+        ended = await db.record(conn, sessions, lost, ends)
+    for room_id in ended:
+        log.info("ended room %s: nobody in it for its timeout", room_id)
+    await _forget(res, checks)
+    return len(checks) == len(rooms)
+
+
+def _row(room: CheckedRoom, session: Session, check: Check) -> SessionRow:
+    return SessionRow(
+        meeting_id=room.meeting_id,
+        started_at=moment(session.started_ms),
+        ended_at=None if session.ended_ms is None else moment(session.ended_ms),
+        peak=session.peak,
+        distinct=session.distinct,
+        participant_ms=session.participant_ms,
+        reason=session.reason,
+        seen_at=moment(check.now_ms if session.ended_ms is None else session.ended_ms),
+    )
+
+
+def _last_known_end_ms(room: CheckedRoom) -> int:
+    """When the room last emptied as far as the database knows (its Redis may have lost it): the end
+    of its newest session, or the last moment one in progress was seen; 0 if it never had one."""
+    last = room.newest_ended or room.newest_seen
+    return 0 if last is None else epoch_ms(last)
+
+
+def _lost(room: CheckedRoom, check: Check) -> bool:
+    """Whether the session the database has in progress is gone from Redis: neither in progress there
+    nor among the ended ones it keeps (a restart without its data took it)."""
+    if room.newest_started is None or room.newest_ended is not None:
+        return False
+    started = epoch_ms(room.newest_started)
+    in_redis = [s.started_ms for s in check.ended] + ([check.open.started_ms] if check.open else [])
+    return started not in in_redis
+
+
+async def _forget(res: WorkerResources, checks: Sequence[tuple[CheckedRoom, Check]]) -> None:
+    """Take what is now recorded off Redis: the ended sessions, and all that an ended room kept."""
+
+    def queue(q: CommandQueue) -> None:
+        for room, check in checks:
+            if not room.live and check.open is None:
+                queue_forget_room(q, room.room_id)
+            elif check.ended_records:
+                queue_forget_recorded(q, room.room_id, check.ended_records)
+
+    if any(not room.live or check.ended_records for room, check in checks):
+        await res.guarded.pipeline_results(queue)  # what stays is recorded again, harmlessly, next time
