@@ -17,8 +17,16 @@ from typing import Any
 import httpx
 import pytest
 
-from common.redis.keys import distinct_key, joined_key, participants_key, room_key, session_key, sessions_key
-from common.redis.sessions import Session, epoch_ms, parse_session
+from common.redis.keys import (
+    distinct_key,
+    ended_room_key,
+    joined_key,
+    participants_key,
+    room_key,
+    session_key,
+    sessions_key,
+)
+from common.redis.sessions import PRESENCE, Session, epoch_ms, parse_check, parse_session
 from common.signaling.contract import JoinContract
 from tests.support.metrics import metric_value
 from tests.support.processes import ROOMSERVICE, environment, free_port, stop_as_container
@@ -254,3 +262,23 @@ async def test_a_worker_process_ends_an_empty_room_within_its_timeout_and_one_ch
     assert left.ended_ms is not None
     # Due 1 s after alice left; checked every second. The slack is a slow machine's.
     assert 1_000 <= epoch_ms(ended_at) - left.ended_ms <= (1 + 1 + 3) * 1_000
+
+
+async def test_an_end_decided_in_redis_is_finished_by_the_next_pass(client, host, redis_client, worker_res, db) -> None:
+    """A worker that dies between the check that ended the room in Redis and the transaction that ends
+    it in Postgres: the mark says why and when, and the next pass ends it so, at that moment."""
+    room_id = await room_with(client, host, unusedTimeoutSeconds=1)
+    await asyncio.sleep(1.0)
+    start_ms = epoch_ms(datetime.fromisoformat((await client.get(f"/rooms/{room_id}")).json()["startsAt"]))
+    reply = await redis_client.evalsha(
+        PRESENCE.sha, 3, room_key(room_id), ended_room_key(room_id), participants_key(room_id), start_ms, 0, 1000, 0
+    )
+    decided = parse_check(reply)
+    assert decided.verdict == "unused"
+    assert await is_active(db, room_id)  # the worker died here
+
+    await check_presence({"resources": worker_res})
+
+    assert not await is_active(db, room_id)
+    [(_, ended_at, data)] = await events(db, room_id, "room.ended")
+    assert (data["reason"], epoch_ms(ended_at)) == ("unused", decided.decided_ms)
