@@ -16,11 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar.testing import AsyncTestClient
 
+from api.app import create_app
 from common.redis.keys import (
     distinct_key,
     ended_room_key,
-    joined_key,
     participants_key,
     room_key,
     session_key,
@@ -33,6 +34,7 @@ from tests.support.processes import ROOMSERVICE, environment, free_port, stop_as
 from tests.support.rooms import create
 from tests.support.waiting import eventually
 from worker.jobs.presence import check_presence
+from worker.resources import worker_resources
 
 HEARTBEAT_MS = 30_000
 
@@ -190,32 +192,32 @@ async def test_sessions_of_a_room_ended_while_no_pass_ran_are_all_recorded(
         assert not await redis_client.exists(key)
 
 
-async def test_a_session_redis_lost_ends_lost_at_the_last_moment_seen(
-    client, host, redis_client, worker_res, db
-) -> None:
-    contract = JoinContract(redis_client)
-    room_id = await room_with(client, host, emptyTimeoutSeconds=0, unusedTimeoutSeconds=0)
-    assert (await contract.join(room_id, "alice", HEARTBEAT_MS)).outcome == "admitted"
-    await check_presence({"resources": worker_res})
-    [seen] = await recorded(db, room_id)
-    # What a restart without its data does to the room: every key of it gone (the suite's Redis is
-    # shared by its tests, so only this room's keys go).
-    await redis_client.delete(
-        room_key(room_id),
-        participants_key(room_id),
-        joined_key(room_id),
-        session_key(room_id),
-        distinct_key(room_id),
-        sessions_key(room_id),
-    )
+@pytest.mark.one_topology  # a server of the test's own, to restart
+async def test_a_session_redis_lost_ends_lost_at_the_last_moment_seen(own_redis, settings_with, host, db) -> None:
+    settings = settings_with(redis_url=own_redis.connection_url, redis_retry_seconds=0.2)
+    async with AsyncTestClient(app=create_app(settings)) as client, worker_resources(settings) as res:
+        contract = JoinContract(res.redis)
+        room_id = await room_with(client, host, emptyTimeoutSeconds=0, unusedTimeoutSeconds=0)
+        assert (await contract.join(room_id, "alice", HEARTBEAT_MS)).outcome == "admitted"
+        await check_presence({"resources": res})
+        [seen] = await recorded(db, room_id)
 
-    await check_presence({"resources": worker_res})
+        own_redis.stop()  # no persistence: the room's object, participants and session are gone
+        own_redis.start()
+        await eventually(res.guarded.ping, 10, "Redis back")
+        assert (await client.get(f"/rooms/{room_id}")).status_code == 200  # cached again from Postgres
 
-    [row] = await recorded(db, room_id)
-    assert (row["end_reason"], row["ended_at"]) == ("lost", seen["seen_at"])
-    [(_, at, data)] = await events(db, room_id, "session.ended")
-    assert (at, data["session"]["endReason"]) == (seen["seen_at"], "lost")
-    assert await is_active(db, room_id)  # the room lives on
+        await check_presence({"resources": res})
+
+        [row] = await recorded(db, room_id)
+        assert (row["end_reason"], row["ended_at"]) == ("lost", seen["seen_at"])
+        assert row["participant_ms"] == seen["participant_ms"]
+        [(_, at, data)] = await events(db, room_id, "session.ended")
+        assert (at, data["session"]["endReason"]) == (seen["seen_at"], "lost")
+        assert await is_active(db, room_id)  # the room lives on, and is used: its empty timeout applies
+        assert (await contract.join(room_id, "bob", HEARTBEAT_MS)).outcome == "admitted"
+        await check_presence({"resources": res})
+        assert [r["end_reason"] for r in await recorded(db, room_id)] == ["lost", None]
 
 
 @pytest.mark.one_topology
