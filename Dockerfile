@@ -5,6 +5,9 @@
 #   roomservice worker   the background worker
 #   roomservice migrate  apply pending migrations, then exit
 #
+# Tag it with the package's version (pyproject.toml), which deploy/kubernetes runs; never `latest`:
+#   docker build -t roomservice:0.1.0 .
+#
 # Only the runtime dependencies are installed, at the versions of requirements/main.lock: those of
 # the service and of its `otel` extra (traces, off unless OTEL_* variables ask for them); the `dev`
 # and `embedded` extras stay out.
@@ -40,7 +43,9 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /home/rooms
 
-EXPOSE 8000 9101
+# The API (ROOMS_PORT), its metrics when ROOMS_METRICS_PORT is 9100 (deploy/kubernetes), the worker's
+# metrics and health (ROOMS_WORKER_METRICS_PORT).
+EXPOSE 8000 9100 9101
 
 # Liveness of the API process. The worker has a check of its own on ROOMS_WORKER_METRICS_PORT
 # (compose.yaml); the migrate container serves no HTTP and disables this one.
