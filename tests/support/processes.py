@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,3 +45,20 @@ def wait_until_ready(port: int, process: subprocess.Popen[bytes], within: float 
             pass
         time.sleep(0.1)
     pytest.fail("the service did not become ready")
+
+
+def stop_as_container(process: subprocess.Popen[Any], within: float = 30) -> float:
+    """Stop a process as an orchestrator stops a container: SIGTERM to it alone (a container's first
+    process), SIGKILL to its whole group (it was started with `start_new_session=True`) once it has
+    exited or `within` seconds have passed, so that no child of it outlives the test. Returns the
+    seconds it took to exit by itself (or `within`)."""
+    started = time.monotonic()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=within)
+    took = time.monotonic() - started
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return took
