@@ -12,6 +12,7 @@ run: $(STAMP)  ## the service on http://127.0.0.1:8000, with embedded Postgres a
 	$(BIN)/roomservice dev
 
 test: $(STAMP)  ## the test suite, against embedded servers unless ROOMS_TEST_*_URL are set
+	@command -v promtool > /dev/null || echo "promtool not installed: the alert-rule tests (tests/deploy/test_rules.py) are skipped; apt-get install prometheus"
 	$(BIN)/pytest
 
 lint: $(STAMP)
