@@ -15,14 +15,17 @@ from msgspec import UNSET, UnsetType
 
 from api.errors import ApiError
 from common.rooms.model import MAX_COHOSTS, Metadata
+from common.service.checks import Timeouts
+from common.settings import MAX_PRESENCE_TIMEOUT_SECONDS
 
 T = TypeVar("T")
 
 
-def _whole(number: float | UnsetType | None) -> None:
-    """`maxParticipants` is a JSON Schema `integer`, which counts `3.0` as 3: a number with no fraction."""
+def _whole(number: float | UnsetType | None, name: str) -> None:
+    """`maxParticipants` and the timeouts are JSON Schema `integer`s, which count `3.0` as 3: a number
+    with no fraction."""
     if isinstance(number, float) and not number.is_integer():
-        raise ValueError("maxParticipants must be a whole number")  # msgspec makes it a ValidationError
+        raise ValueError(f"{name} must be a whole number")  # msgspec makes it a ValidationError
 
 
 # How deep metadata may nest (the metadata object itself is level 1): a bound of the service's own, far
@@ -74,6 +77,18 @@ CohostIds = Annotated[tuple[UserId, ...], msgspec.Meta(max_length=MAX_COHOSTS)]
 # A moment in a body: RFC 3339, with its offset (`Z` or `+01:00`): a time without one names no instant.
 Moment = Annotated[datetime, msgspec.Meta(tz=True)]
 
+# A presence timeout in a body: whole seconds, 0 .. MAX_PRESENCE_TIMEOUT_SECONDS (0: never); a float
+# without a fraction too, as for the limit. Out of bounds or not a number: 400, naming the field.
+TimeoutSeconds = (
+    Annotated[int, msgspec.Meta(ge=0, le=MAX_PRESENCE_TIMEOUT_SECONDS)]
+    | Annotated[float, msgspec.Meta(ge=0, le=MAX_PRESENCE_TIMEOUT_SECONDS)]
+)
+
+
+def timeouts(empty: float | UnsetType, unused: float | UnsetType) -> Timeouts:
+    """The timeouts a body asks for, None for those it leaves out."""
+    return Timeouts(None if empty is UNSET else int(empty), None if unused is UNSET else int(unused))
+
 
 def user_ids(ids: tuple[str, ...]) -> tuple[UUID, ...]:
     return tuple(UUID(user_id) for user_id in ids)
@@ -87,9 +102,14 @@ class CreateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     cohost_ids: CohostIds = ()
     starts_at: Moment | None = None
     expires_at: Moment | None = None
+    # Absent: the deployment's (ROOMS_EMPTY_TIMEOUT_SECONDS, ROOMS_UNUSED_TIMEOUT_SECONDS); never null.
+    empty_timeout_seconds: TimeoutSeconds | UnsetType = UNSET
+    unused_timeout_seconds: TimeoutSeconds | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        _whole(self.max_participants)
+        _whole(self.max_participants, "maxParticipants")
+        _whole(self.empty_timeout_seconds, "emptyTimeoutSeconds")
+        _whole(self.unused_timeout_seconds, "unusedTimeoutSeconds")
         _check_metadata(self.metadata)
 
 
@@ -103,14 +123,18 @@ class UpdateRoomRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     cohost_ids: CohostIds | UnsetType = UNSET
     starts_at: Moment | UnsetType = UNSET
     expires_at: Moment | UnsetType = UNSET
+    empty_timeout_seconds: TimeoutSeconds | UnsetType = UNSET
+    unused_timeout_seconds: TimeoutSeconds | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        fields = (self.max_participants, self.metadata, self.host_id, self.cohost_ids, self.starts_at, self.expires_at)
-        if all(value is UNSET for value in fields):
+        if all(getattr(self, field) is UNSET for field in self.__struct_fields__):
             raise ValueError(
-                "the body must set at least one of maxParticipants, metadata, hostId, cohostIds, startsAt and expiresAt"
+                "the body must set at least one of maxParticipants, metadata, hostId, cohostIds, startsAt, "
+                "expiresAt, emptyTimeoutSeconds and unusedTimeoutSeconds"
             )
-        _whole(self.max_participants)
+        _whole(self.max_participants, "maxParticipants")
+        _whole(self.empty_timeout_seconds, "emptyTimeoutSeconds")
+        _whole(self.unused_timeout_seconds, "unusedTimeoutSeconds")
         _check_metadata(self.metadata)
 
 

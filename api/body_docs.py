@@ -17,6 +17,7 @@ from litestar.openapi.spec import (
 
 from api.bodies import METADATA_RULES, NO_NUL_PATTERN, UUID_PATTERN
 from common.rooms.model import MAX_COHOSTS
+from common.settings import MAX_PRESENCE_TIMEOUT_SECONDS
 
 _LIMIT_NOTE = "Between 2 and the configured limit (ROOMS_MAX_PARTICIPANTS_LIMIT)."
 
@@ -104,9 +105,40 @@ def _schedule_properties(create: bool) -> dict[str, Schema | Reference]:
     }
 
 
+# What each timeout means (as the answers' views say it), and the setting that is its default.
+_TIMEOUTS = {
+    "emptyTimeoutSeconds": (
+        "Seconds a room may stay empty after its last participant leaves before it ends; 0 never.",
+        "ROOMS_EMPTY_TIMEOUT_SECONDS",
+    ),
+    "unusedTimeoutSeconds": (
+        "Seconds after its start a room nobody joined may stay before it ends; 0 never.",
+        "ROOMS_UNUSED_TIMEOUT_SECONDS",
+    ),
+}
+
+
+def _timeout_properties(create: bool) -> dict[str, Schema | Reference]:
+    """The presence timeouts: whole seconds, 0 .. MAX_PRESENCE_TIMEOUT_SECONDS; never null. Outside, or not
+    a whole number: 400, naming the field."""
+    return {
+        name: Schema(
+            type=OpenAPIType.INTEGER,
+            minimum=0,
+            maximum=MAX_PRESENCE_TIMEOUT_SECONDS,
+            description=(
+                f"{meaning} At most {MAX_PRESENCE_TIMEOUT_SECONDS} (a day). "
+                + (f"Absent: this deployment's default ({setting})." if create else "Absent: unchanged.")
+            ),
+        )
+        for name, (meaning, setting) in _TIMEOUTS.items()
+    }
+
+
 def room_body(*, create: bool) -> type[Operation]:
     """An OpenAPI operation documenting the body a handler decodes itself: `{"maxParticipants": n,
-    "metadata": {...}, "cohostIds": [...], "startsAt": t, "expiresAt": t}` (and on a change `hostId`),
+    "metadata": {...}, "cohostIds": [...], "startsAt": t, "expiresAt": t, "emptyTimeoutSeconds": s,
+    "unusedTimeoutSeconds": s}` (and on a change `hostId`),
     when creating optional as a whole, when changing at least one field. The bounds that are settings are
     filled in by api/openapi.py."""
 
@@ -135,6 +167,7 @@ def room_body(*, create: bool) -> type[Operation]:
                 "maxParticipants": limit,
                 "metadata": metadata,
                 **_schedule_properties(create),
+                **_timeout_properties(create),
             }
             if create:
                 properties["cohostIds"] = _cohosts_schema("Absent: none.")

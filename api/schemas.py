@@ -15,7 +15,7 @@ from litestar.params import PathParameter
 from api.errors import ApiError
 from common.rooms.codes import INPUT_PATTERN, normalize_room_code
 from common.rooms.events import RoomEvent
-from common.rooms.model import DailyStats, LiveStatus, Metadata, RoomView, Status
+from common.rooms.model import DailyStats, EmptyTimeout, LiveStatus, Metadata, RoomView, Status, UnusedTimeout
 from common.tickets.claims import Role
 
 # -- parameters ---------------------------------------------------------------------------------
@@ -63,6 +63,9 @@ class PublicRoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     expires_at: datetime
     status: LiveStatus  # `scheduled` until `startsAt`, then `active`
     metadata: Metadata | None = None  # always in the body, null when the room has none
+    # When it ends by itself: the room's rules, like its limit, for anyone about to join.
+    empty_timeout_seconds: EmptyTimeout
+    unused_timeout_seconds: UnusedTimeout
 
 
 def public_view(view: RoomView) -> PublicRoomView:
@@ -74,6 +77,8 @@ def public_view(view: RoomView) -> PublicRoomView:
         expires_at=view.expires_at,
         status=view.status,
         metadata=view.metadata,
+        empty_timeout_seconds=view.empty_timeout_seconds,
+        unused_timeout_seconds=view.unused_timeout_seconds,
     )
 
 

@@ -17,7 +17,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
 from msgspec import UNSET
 
-from api.bodies import CREATE_ROOM, UPDATE_ROOM, decode_body, decode_optional_body, user_ids
+from api.bodies import CREATE_ROOM, UPDATE_ROOM, decode_body, decode_optional_body, timeouts, user_ids
 from api.body_docs import room_body
 from api.cursors import CURSOR_PATTERN, decode_cursor, encode_cursor, page_limit
 from api.deps import changes_of, client_of, service_of
@@ -34,7 +34,7 @@ from api.schemas import (
     room_code,
 )
 from common.rooms.model import JSON_ENCODER, RoomRole, RoomStatus, RoomView, live_status, to_view
-from common.service.checks import UNSCHEDULED, Schedule
+from common.service.checks import DEFAULT_TIMEOUTS, UNSCHEDULED, Schedule
 
 _MAX_PAGE = 100
 
@@ -47,8 +47,10 @@ _MAX_PAGE = 100
         "Creates a meeting hosted by the caller and answers with its public code. The body is optional; "
         "`maxParticipants` defaults to the configured default, `metadata` and `cohostIds` to none. A room may be "
         "booked ahead (`startsAt`): it is `scheduled` until then, and admits joins from ROOMS_EARLY_JOIN_SECONDS "
-        "before. It ends at `expiresAt`, by default ROOMS_ROOM_TTL_SECONDS after its start. With an "
-        "`Idempotency-Key`, "
+        "before. It ends at `expiresAt`, by default ROOMS_ROOM_TTL_SECONDS after its start, or sooner: once it has "
+        "stayed empty `emptyTimeoutSeconds` after its last participant left, or when nobody joined it within "
+        "`unusedTimeoutSeconds` of its start (by default ROOMS_EMPTY_TIMEOUT_SECONDS and "
+        "ROOMS_UNUSED_TIMEOUT_SECONDS; 0 never). With an `Idempotency-Key`, "
         "a retry within 24 h answers with the room the first request made instead of creating another."
     ),
     responses=error_responses(400, 401, 413, 422, 429, 503),  # its headers: api/openapi.py
@@ -76,8 +78,17 @@ async def create_room(
     metadata = None if options is None else options.metadata
     cohosts = () if options is None else user_ids(options.cohost_ids)
     schedule = UNSCHEDULED if options is None else Schedule(options.starts_at, options.expires_at)
+    asked_timeouts = (
+        DEFAULT_TIMEOUTS if options is None else timeouts(options.empty_timeout_seconds, options.unused_timeout_seconds)
+    )
     room, new = await changes_of(state).create(
-        caller, max_participants, idempotency_key, metadata=metadata, cohost_ids=cohosts, schedule=schedule
+        caller,
+        max_participants,
+        idempotency_key,
+        metadata=metadata,
+        cohost_ids=cohosts,
+        schedule=schedule,
+        timeouts=asked_timeouts,
     )
     headers = {"Location": f"/rooms/{room.room_id}"}
     if not new:
@@ -190,15 +201,16 @@ def _hosts(view: RoomView, headers: Iterable[tuple[bytes, bytes]]) -> bool:
 @patch(
     "/{room_id:str}",
     summary=(
-        "Change a room: its participant limit, metadata, start or end (host or co-host), its co-hosts or host "
-        "(host only)"
+        "Change a room: its participant limit, metadata, start, end or timeouts (host or co-host), its co-hosts "
+        "or host (host only)"
     ),
     description=(
         "Changes what the body names, at least one field, in one change. Signaling applies a new limit from the "
         "next join; participants already in stay. `expiresAt` extends or shortens a scheduled or active room: "
         "it then ends at the new time, its participants with it. `startsAt` moves the start of a room still "
-        "`scheduled`; once started, 409 `room_started`. A co-host may change `maxParticipants`, `metadata`, "
-        "`startsAt` and `expiresAt`; a body "
+        "`scheduled`; once started, 409 `room_started`. `emptyTimeoutSeconds` and `unusedTimeoutSeconds` change "
+        "how long the room may stay empty or unused before it ends. A co-host may change `maxParticipants`, "
+        "`metadata`, `startsAt`, `expiresAt` and the timeouts; a body "
         "with `cohostIds` or `hostId` is the host's alone, and from anyone else changes nothing (403). A body "
         "that asks for what the room already is changes nothing and answers the room as it is. Each user may "
         "change or end rooms `ROOMS_CHANGE_LIMIT_PER_MINUTE` times a clock minute (PATCH and DELETE together, "
@@ -226,6 +238,7 @@ async def update_room(
         schedule=Schedule(
             None if body.starts_at is UNSET else body.starts_at, None if body.expires_at is UNSET else body.expires_at
         ),
+        timeouts=timeouts(body.empty_timeout_seconds, body.unused_timeout_seconds),
     )
     return to_view(changed)
 

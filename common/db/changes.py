@@ -41,6 +41,8 @@ class RoomChange(NamedTuple):
     cohost_ids: tuple[UUID, ...] | None = None
     starts_at: datetime | None = None
     expires_at: datetime | None = None
+    empty_timeout_seconds: int | None = None
+    unused_timeout_seconds: int | None = None
 
 
 class ScheduleBounds(NamedTuple):
@@ -125,6 +127,8 @@ WITH asked AS (
            make_interval(secs => $11::float8) AS furthest_ahead,
            make_interval(secs => $12::float8) AS past_skew,
            make_interval(secs => $13::float8) AS end_notice,
+           $14::int AS empty_timeout_seconds,  -- NULL: as it is
+           $15::int AS unused_timeout_seconds,  -- NULL: as it is
            $5::uuid IS NOT NULL OR $6::uuid[] IS NOT NULL AS host_only
 ), room AS (
     {LOCKED_ROOM}
@@ -136,7 +140,9 @@ WITH asked AS (
            array_remove(coalesce(asked.cohost_ids, room.cohost_ids), coalesce(asked.host_id, room.host_id))
                AS cohost_ids,
            coalesce(asked.starts_at, room.starts_at) AS starts_at,
-           coalesce(asked.expires_at, room.expires_at) AS expires_at
+           coalesce(asked.expires_at, room.expires_at) AS expires_at,
+           coalesce(asked.empty_timeout_seconds, room.empty_timeout_seconds) AS empty_timeout_seconds,
+           coalesce(asked.unused_timeout_seconds, room.unused_timeout_seconds) AS unused_timeout_seconds
     FROM asked, room
 ), verdict AS (
     SELECT CASE {MAY_NOT}
@@ -159,16 +165,20 @@ WITH asked AS (
         WHEN (proposed.starts_at, proposed.expires_at) <> (room.starts_at, room.expires_at)
              AND proposed.expires_at - proposed.starts_at > asked.longest THEN 'too_long'
         WHEN (proposed.max_participants, proposed.metadata, proposed.host_id, proposed.cohost_ids,
-              proposed.starts_at, proposed.expires_at)
+              proposed.starts_at, proposed.expires_at, proposed.empty_timeout_seconds,
+              proposed.unused_timeout_seconds)
              IS NOT DISTINCT FROM (room.max_participants, room.metadata, room.host_id, room.cohost_ids,
-                                   room.starts_at, room.expires_at)
+                                   room.starts_at, room.expires_at, room.empty_timeout_seconds,
+                                   room.unused_timeout_seconds)
             THEN 'nothing_to_change'
     END AS refusal
     FROM asked LEFT JOIN room ON true LEFT JOIN proposed ON true
 ), written AS (
     UPDATE meetings m
-    SET (max_participants, metadata, host_id, cohost_ids, starts_at, expires_at) =
-            (SELECT max_participants, metadata, host_id, cohost_ids, starts_at, expires_at FROM proposed),
+    SET (max_participants, metadata, host_id, cohost_ids, starts_at, expires_at, empty_timeout_seconds,
+         unused_timeout_seconds) =
+            (SELECT max_participants, metadata, host_id, cohost_ids, starts_at, expires_at, empty_timeout_seconds,
+                    unused_timeout_seconds FROM proposed),
         version = m.version + 1
     WHERE room_id = $1 AND (SELECT refusal FROM verdict) IS NULL
     RETURNING {ROOM_COLUMNS}, room_event_data(m) AS data
@@ -205,6 +215,8 @@ async def update_room(
         change.starts_at,
         change.expires_at,
         *map(float, bounds),
+        change.empty_timeout_seconds,
+        change.unused_timeout_seconds,
     )
     return outcome(row)
 

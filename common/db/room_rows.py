@@ -18,7 +18,7 @@ ROOM_START = "coalesce(starts_at, created_at)"
 
 ROOM_COLUMNS = (
     "id, room_id, host_id, max_participants, created_at, expires_at, version, metadata, cohost_ids, removed_ids, "
-    f"{ROOM_START} AS starts_at"
+    f"empty_timeout_seconds, unused_timeout_seconds, {ROOM_START} AS starts_at"
 )
 
 # The room object as the database defines it (the JSON cached at room:{roomId}), beside ROOM_COLUMNS
@@ -42,6 +42,8 @@ def room_from_row(row: asyncpg.Record) -> Room:
         metadata=None if (metadata := row["metadata"]) is None else _METADATA.decode(metadata),
         cohost_ids=tuple(row["cohost_ids"]),
         removed_ids=tuple(row["removed_ids"]),
+        empty_timeout_seconds=row["empty_timeout_seconds"],
+        unused_timeout_seconds=row["unused_timeout_seconds"],
     )
 
 

@@ -31,7 +31,8 @@ class NewRoom(NamedTuple):
     """A room to create, claiming `idempotency` (key, request hash) if given; `traceparent`: of the
     request that asks for it, for its event (common/tracing.py); `metadata`: its metadata as compact
     JSON, if any; `cohost_ids`: its co-hosts. It starts at `starts_at`, or at once (the database's
-    now), and ends at `expires_at`, or `ttl_seconds` after its start."""
+    now), and ends at `expires_at`, or `ttl_seconds` after its start; the worker ends it sooner once
+    it has stayed empty `empty_timeout_seconds`, or unused `unused_timeout_seconds` (0: never)."""
 
     room_id: str
     host_id: UUID
@@ -43,6 +44,8 @@ class NewRoom(NamedTuple):
     cohost_ids: tuple[UUID, ...] = ()
     starts_at: datetime | None = None
     expires_at: datetime | None = None
+    empty_timeout_seconds: int = 0
+    unused_timeout_seconds: int = 0
 
 
 # One statement, so one transaction, for any number of rooms: each room, its `room.created` event and,
@@ -54,10 +57,10 @@ _CREATE_ROOMS = f"""
 WITH new AS (
     SELECT * FROM unnest(
         $1::text[], $2::uuid[], $3::int[], $4::float8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-        $10::timestamptz[], $11::timestamptz[]
+        $10::timestamptz[], $11::timestamptz[], $12::int[], $13::int[]
     ) AS new (
         room_id, host_id, max_participants, ttl_seconds, key, request_hash, traceparent, metadata, cohost_ids,
-        starts_at, expires_at
+        starts_at, expires_at, empty_timeout_seconds, unused_timeout_seconds
     )
 ), claim AS (
     INSERT INTO idempotency_keys AS k (host_id, key, request_hash, room_id)
@@ -68,13 +71,17 @@ WITH new AS (
         WHERE NOT ({LIVE_KEY})
     RETURNING k.room_id
 ), room AS (
-    INSERT INTO meetings (room_id, host_id, max_participants, starts_at, expires_at, started, metadata, cohost_ids)
+    INSERT INTO meetings (
+        room_id, host_id, max_participants, starts_at, expires_at, started, metadata, cohost_ids,
+        empty_timeout_seconds, unused_timeout_seconds
+    )
     SELECT room_id, host_id, max_participants, start,
            coalesce(expires_at, start + make_interval(secs => ttl_seconds)),
            start <= now(),  -- a room booked ahead starts later, with `room.started` (common/db/lifecycle.py)
            metadata::jsonb,
            -- each room's list as an array literal: unnest takes no ragged arrays
-           coalesce(cohost_ids::uuid[], '{{}}')
+           coalesce(cohost_ids::uuid[], '{{}}'),
+           empty_timeout_seconds, unused_timeout_seconds  -- always given: the table's 0 is for older writers
     FROM new, LATERAL (SELECT coalesce(new.starts_at, now()) AS start) AS s
     WHERE key IS NULL OR room_id IN (SELECT room_id FROM claim)
     RETURNING {ROOM_COLUMNS}, room_event_data(meetings) AS data
@@ -109,6 +116,8 @@ async def create_rooms(conn: Connection, new: Sequence[NewRoom]) -> list[tuple[R
         metadata if any(m is not None for m in metadata) else None,  # likewise for rooms without metadata
         cohosts if any(cohosts) else None,  # and without co-hosts
         *_schedule(new),
+        [room.empty_timeout_seconds for room in new],
+        [room.unused_timeout_seconds for room in new],
     )
     made = {row["room_id"]: (room_from_row(row), outboxed_from_row(row)) for row in rows}
     return [made.get(room.room_id) for room in new]

@@ -15,7 +15,10 @@ import msgspec
 from common.rooms.model import JSON_ENCODER, Room
 
 EventType = Literal["room.created", "room.started", "room.updated", "room.ended", "participant.removed"]
-EndReason = Literal["expired", "deleted"]
+# Why a room ended: its lifetime ran out; its host or a co-host ended it; the worker ended it, empty for
+# its emptyTimeoutSeconds after its last participant left, or unused: nobody joined within its
+# unusedTimeoutSeconds of its start.
+EndReason = Literal["expired", "deleted", "empty", "unused"]
 
 # W3C Trace Context: version 00, trace id, parent span id, flags, in lower-case hex.
 TraceParent = Annotated[

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 from uuid import UUID
 
 import msgspec
+
+from common.settings import MAX_PRESENCE_TIMEOUT_SECONDS
 
 # What a room is now: booked and not yet started, started and not yet ended, or ended.
 Status = Literal["scheduled", "active", "ended"]
@@ -24,6 +26,24 @@ MAX_REMOVED = 1000
 
 # A room's metadata: a JSON object its host sets (at most ROOMS_METADATA_MAX_BYTES as compact JSON).
 Metadata = dict[str, Any]
+
+# A room's presence timeouts as clients see them: what they mean, for the API's description.
+EmptyTimeout = Annotated[
+    int,
+    msgspec.Meta(
+        ge=0,
+        le=MAX_PRESENCE_TIMEOUT_SECONDS,
+        description="Seconds a room may stay empty after its last participant leaves before it ends; 0 never.",
+    ),
+]
+UnusedTimeout = Annotated[
+    int,
+    msgspec.Meta(
+        ge=0,
+        le=MAX_PRESENCE_TIMEOUT_SECONDS,
+        description="Seconds after its start a room nobody joined may stay before it ends; 0 never.",
+    ),
+]
 
 # One encoder for the JSON the service makes itself (answers, the stream's timestamps): built once.
 # Room objects and the events' data are not made here: they are the database's JSON (`CachedRoom`).
@@ -57,6 +77,11 @@ class Room(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defau
     cohost_ids: tuple[UUID, ...] = ()
     # Participants its host or a co-host removed: barred until the room ends (join.lua reads them).
     removed_ids: tuple[str, ...] = ()
+    # Seconds the room may stay empty after its last participant left, and seconds after its start it
+    # may stay if nobody joined, before the worker ends it; 0: never. Objects of earlier releases lack
+    # them: their rooms, and the rows from before the columns, never end so.
+    empty_timeout_seconds: int = 0
+    unused_timeout_seconds: int = 0
 
     @property
     def start(self) -> datetime:
@@ -88,6 +113,8 @@ class RoomView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     metadata: Metadata | None = None
     # Always in the body, empty when the room has none.
     cohost_ids: tuple[UUID, ...] = ()
+    empty_timeout_seconds: EmptyTimeout
+    unused_timeout_seconds: UnusedTimeout
 
 
 class CachedView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -102,6 +129,8 @@ class CachedView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     expires_at: datetime
     metadata: Metadata | None = None
     cohost_ids: tuple[UUID, ...] = ()
+    empty_timeout_seconds: int = 0  # absent from objects of earlier releases: never
+    unused_timeout_seconds: int = 0
 
 
 class StoredRoom(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,4 +179,6 @@ def to_view(room: Room | CachedView) -> RoomView:
         status=live_status(start),
         metadata=room.metadata,
         cohost_ids=room.cohost_ids,
+        empty_timeout_seconds=room.empty_timeout_seconds,
+        unused_timeout_seconds=room.unused_timeout_seconds,
     )

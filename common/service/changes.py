@@ -30,14 +30,17 @@ from common.redis.stream import EventStream
 from common.rooms.codes import generate_room_code
 from common.rooms.model import MAX_REMOVED, Metadata, Room
 from common.service.checks import (
+    DEFAULT_TIMEOUTS,
     UNSCHEDULED,
     Schedule,
+    Timeouts,
     checked_cohosts,
     checked_limit,
     checked_metadata,
     checked_schedule,
     schedule_bounds,
     schedule_refusal,
+    timeouts_of_new_room,
 )
 from common.service.idempotency import Claim, check_replay, claim_for
 from common.service.inserts import RoomInserts
@@ -84,10 +87,12 @@ class RoomChanges:
         metadata: Metadata | None = None,
         cohost_ids: Sequence[UUID] = (),
         schedule: Schedule = UNSCHEDULED,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> tuple[Room, bool]:
         """Store a new room with its `room.created` event, then cache the room and publish the event.
         It opens at `schedule.starts_at` (else at once) and ends at `schedule.expires_at` (else
-        ROOMS_ROOM_TTL_SECONDS after its start).
+        ROOMS_ROOM_TTL_SECONDS after its start), or sooner when empty or unused for its `timeouts`
+        (else the deployment's).
 
         The room exists once Postgres has it, cached or not; an event Redis did not take waits in the
         outbox for the worker's relay. With an `idempotency_key` already used by this host within 24 h
@@ -102,7 +107,9 @@ class RoomChanges:
         claim = (
             None
             if idempotency_key is None
-            else claim_for(idempotency_key, limit, metadata=metadata, cohost_ids=cohosts, schedule=schedule)
+            else claim_for(
+                idempotency_key, limit, metadata=metadata, cohost_ids=cohosts, schedule=schedule, timeouts=timeouts
+            )
         )
         try:
             checked_schedule(settings, schedule)
@@ -114,7 +121,14 @@ class RoomChanges:
             raise
         await self._creation_limit.check(host_id)
         made = await self._inserts.insert(
-            host_id, limit, settings.room_ttl_seconds, claim, metadata=encoded, cohost_ids=cohosts, schedule=schedule
+            host_id,
+            limit,
+            settings.room_ttl_seconds,
+            claim,
+            metadata=encoded,
+            cohost_ids=cohosts,
+            schedule=schedule,
+            timeouts=timeouts_of_new_room(settings, timeouts),
         )
         if made is not None:
             room, created = made
@@ -150,12 +164,13 @@ class RoomChanges:
         host_id: UUID | None = None,
         cohost_ids: Sequence[UUID] | None = None,
         schedule: Schedule = UNSCHEDULED,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
     ) -> Room:
         """Change a live room, all in one change and one `room.updated`: its limit unless None (Signaling
         applies it from the next join), its metadata unless UNSET (None clears it), its end and, while it
-        is scheduled, its start, unless None, by its host or a co-host; its host (a transfer) and its
-        co-hosts unless None, by its host only. A change to what the room already is writes nothing and
-        answers the room as it is."""
+        is scheduled, its start, and each of its timeouts, unless None, by its host or a co-host; its host
+        (a transfer) and its co-hosts unless None, by its host only. A change to what the room already is
+        writes nothing and answers the room as it is."""
         settings = self._settings
         change = RoomChange(
             max_participants=None if max_participants is None else checked_limit(settings, max_participants),
@@ -165,6 +180,8 @@ class RoomChanges:
             # The statement holds them to their bounds, against the room's other moment and its clock.
             starts_at=schedule.starts_at,
             expires_at=schedule.expires_at,
+            empty_timeout_seconds=timeouts.empty_seconds,
+            unused_timeout_seconds=timeouts.unused_seconds,
         )
         if change == RoomChange():
             raise ValueError("a change of a room needs something to change")  # the API refuses it first

@@ -1,6 +1,6 @@
 """What a room's options must be before anything is stored: the participant limit, the metadata's size,
-the co-hosts, the start and the end. Each check answers the value as it is stored, or raises the error the
-API answers."""
+the co-hosts, the start and the end; and what a create takes for the options it was not given. Each check
+answers the value as it is stored, or raises the error the API answers."""
 
 from __future__ import annotations
 
@@ -109,3 +109,27 @@ def checked_schedule(settings: Settings, asked: Schedule) -> Schedule:
         if expires_at - start > timedelta(seconds=bounds.longest):
             raise schedule_refusal("too_long", settings)
     return asked
+
+
+class Timeouts(NamedTuple):
+    """A room's presence timeouts as asked, in seconds (0: never): how long it may stay empty after its
+    last participant left, and how long after its start it may stay if nobody joined, before the worker
+    ends it. None: not asked (on create the deployment's default, on a change as it is). Their bounds,
+    0 .. MAX_PRESENCE_TIMEOUT_SECONDS, are the body's (api/bodies.py) and the database's."""
+
+    empty_seconds: int | None = None
+    unused_seconds: int | None = None
+
+
+# Timeouts not asked for: a new room takes the deployment's, a change leaves the room's as they are.
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+def timeouts_of_new_room(settings: Settings, asked: Timeouts) -> tuple[int, int]:
+    """The timeouts a new room is stored with: those asked, else ROOMS_EMPTY_TIMEOUT_SECONDS and
+    ROOMS_UNUSED_TIMEOUT_SECONDS. Always both: the table's own default (0) is for earlier releases' rooms."""
+    empty, unused = asked
+    return (
+        settings.empty_timeout_seconds if empty is None else empty,
+        settings.unused_timeout_seconds if unused is None else unused,
+    )

@@ -30,7 +30,10 @@ def claim_for(
     metadata: Metadata | None = None,
     cohost_ids: Sequence[UUID] = (),
     schedule: tuple[datetime | None, datetime | None] = (None, None),
+    timeouts: tuple[int | None, int | None] = (None, None),
 ) -> Claim:
+    """The claim of `key` for a create asking for these options; `timeouts`: the empty and the unused
+    timeout as asked (None: not asked, the deployment's default)."""
     asked = f"maxParticipants={max_participants}".encode()
     # Each option added later joins the fingerprint only when given: a request without it has the
     # fingerprint of keys claimed before it existed.
@@ -44,6 +47,12 @@ def claim_for(
         asked += f"&startsAt={starts_at.timestamp()!r}".encode()
     if expires_at is not None:
         asked += f"&expiresAt={expires_at.timestamp()!r}".encode()
+    # As asked, not as defaulted: a retry is the same request when the deployment's defaults changed since.
+    empty, unused = timeouts
+    if empty is not None:
+        asked += f"&emptyTimeoutSeconds={empty}".encode()
+    if unused is not None:
+        asked += f"&unusedTimeoutSeconds={unused}".encode()
     return Claim(key, hashlib.sha256(asked).hexdigest())
 
 

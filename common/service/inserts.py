@@ -73,9 +73,11 @@ class RoomInserts:
         metadata: str | None = None,
         cohost_ids: tuple[UUID, ...] = (),
         schedule: Schedule = UNSCHEDULED,
+        timeouts: tuple[int, int] = (0, 0),
     ) -> Made:
         """A new room with a fresh code and its `room.created` event, or None if `claim`'s key is taken;
-        `metadata` as compact JSON; `schedule` checked (common/service/checks.py). Raises
+        `metadata` as compact JSON; `schedule` checked (common/service/checks.py); `timeouts` its empty
+        and unused timeouts, in seconds (0: never). Raises
         `DatabaseUnavailable` (Postgres down or slower than the bound) and `NoFreeRoomCode`."""
         loop = asyncio.get_running_loop()
         # The traceparent is taken here, in the request's own context: the statement may be another's.
@@ -90,6 +92,8 @@ class RoomInserts:
             cohost_ids=cohost_ids,
             starts_at=schedule.starts_at,
             expires_at=schedule.expires_at,
+            empty_timeout_seconds=timeouts[0],
+            unused_timeout_seconds=timeouts[1],
         )
         since = loop.time()
         if claim is None:

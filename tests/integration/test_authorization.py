@@ -23,7 +23,11 @@ ACTIONS = {
     "create": ("POST", "/rooms", None),
     "list": ("GET", "/rooms", None),
     "validate": ("GET", "/rooms/{code}", None),
-    "change": ("PATCH", "/rooms/{code}", {"maxParticipants": 3, "metadata": {"topic": "planning"}}),
+    "change": (
+        "PATCH",
+        "/rooms/{code}",
+        {"maxParticipants": 3, "metadata": {"topic": "planning"}, "emptyTimeoutSeconds": 60, "unusedTimeoutSeconds": 0},
+    ),
     "change co-hosts": ("PATCH", "/rooms/{code}", {"cohostIds": ["{someone}"]}),
     "hand over": ("PATCH", "/rooms/{code}", {"hostId": "{someone}"}),
     "move the end": ("PATCH", "/rooms/{code}", {"expiresAt": "{later}"}),

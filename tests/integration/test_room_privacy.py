@@ -9,7 +9,17 @@ import uuid
 from common.redis.keys import room_key
 from tests.support.rooms import create
 
-PUBLIC_FIELDS = {"roomId", "maxParticipants", "createdAt", "startsAt", "expiresAt", "status", "metadata"}
+PUBLIC_FIELDS = {
+    "roomId",
+    "maxParticipants",
+    "createdAt",
+    "startsAt",
+    "expiresAt",
+    "status",
+    "metadata",
+    "emptyTimeoutSeconds",
+    "unusedTimeoutSeconds",
+}
 FULL_FIELDS = PUBLIC_FIELDS | {"hostId", "cohostIds"}
 
 

@@ -29,6 +29,8 @@ ROOM_FIELDS = {
     "status",
     "metadata",
     "cohostIds",
+    "emptyTimeoutSeconds",
+    "unusedTimeoutSeconds",
 }
 
 
