@@ -12,11 +12,12 @@ import json
 import subprocess
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 
 from api.app import create_app
 from common.redis.keys import (
@@ -196,7 +197,7 @@ async def test_sessions_of_a_room_ended_while_no_pass_ran_are_all_recorded(
 async def test_a_session_redis_lost_ends_lost_at_the_last_moment_seen(own_redis, settings_with, host, db) -> None:
     settings = settings_with(redis_url=own_redis.connection_url, redis_retry_seconds=0.2)
     async with AsyncTestClient(app=create_app(settings)) as client, worker_resources(settings) as res:
-        contract = JoinContract(res.redis)
+        contract = JoinContract(cast(Redis, res.redis))  # standalone, as own_redis is
         room_id = await room_with(client, host, emptyTimeoutSeconds=0, unusedTimeoutSeconds=0)
         assert (await contract.join(room_id, "alice", HEARTBEAT_MS)).outcome == "admitted"
         await check_presence({"resources": res})
