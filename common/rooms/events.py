@@ -14,7 +14,18 @@ import msgspec
 
 from common.rooms.model import JSON_ENCODER, Room
 
-EventType = Literal["room.created", "room.started", "room.updated", "room.ended", "participant.removed"]
+EventType = Literal[
+    "room.created",
+    "room.started",
+    "room.updated",
+    "room.ended",
+    "participant.removed",
+    "session.started",
+    "session.ended",
+]
+# Why a session ended: its last participant left (or its heartbeat lapsed); the room ended with people
+# in it; Redis lost what it kept of it (a restart without its data): it ended at the last moment seen.
+SessionEndReason = Literal["empty", "room_ended", "lost"]
 # Why a room ended: its lifetime ran out; its host or a co-host ended it; the worker ended it, empty for
 # its emptyTimeoutSeconds after its last participant left, or unused: nobody joined within its
 # unusedTimeoutSeconds of its start.
@@ -30,6 +41,19 @@ TraceParent = Annotated[
 ]
 
 
+class SessionData(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """A session of the room (`session.started`, `session.ended`): a span with at least one participant.
+    The figures are exact to the ms of Redis TIME; those of `session.started` are its first moment's."""
+
+    started_at: datetime
+    peak_participants: int
+    distinct_participants: int
+    participant_seconds: float  # time in the room summed over participants, lapsed heartbeats to their expiry
+    ended_at: datetime | None = None  # `session.ended` only, as are the two below
+    duration_seconds: float | None = None
+    end_reason: SessionEndReason | None = None
+
+
 class RoomEventData(Room, frozen=True, kw_only=True, omit_defaults=True):
     """The room object after the change (as cached under `room:{roomId}`), and why a room ended.
 
@@ -40,6 +64,8 @@ class RoomEventData(Room, frozen=True, kw_only=True, omit_defaults=True):
     reason: EndReason | None = None
     # `participant.removed`: whom (also the last of `removedIds`).
     participant_id: str | None = None
+    # `session.started` and `session.ended`: which session, and (ended) its figures.
+    session: SessionData | None = None
 
 
 class RoomEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
@@ -61,6 +87,12 @@ class RoomEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_
     def ends_room(self) -> bool:
         """After this event the room is gone; before it, `data` is the room to cache."""
         return self.type == "room.ended"
+
+    @property
+    def changes_room(self) -> bool:
+        """Whether this is a revision of the room (its `version` one more than the last). A session's
+        events are not: they carry the room as it is, at its current version."""
+        return not self.type.startswith("session.")
 
 
 class InvalidEntry(ValueError):

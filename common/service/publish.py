@@ -67,7 +67,7 @@ class Publisher:
         # put_room.lua keeps newer objects in place and ended rooms out, so a late repeat is harmless.
         events = [(change.event, change.data) for change in changes]
         done = await self._cache.write_each(
-            put=[CachedRoom(event.data, data) for event, data in events if not event.ends_room],
+            put=[CachedRoom(event.data, data) for event, data in events if event.changes_room and not event.ends_room],
             end=[event.data for event, _ in events if event.ends_room],
             then=(lambda queue: self._stream.queue_append(queue, events)) if then_append else None,
         )
