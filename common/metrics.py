@@ -57,6 +57,9 @@ _HELP: dict[CounterName, str] = {
 }
 
 PREFIX = "roomservice_"
+# Why rooms end (common/rooms/events.py's EndReason, which this base layer does not import; a unit test
+# holds the two the same): each a series of rooms_ended_total from the start.
+END_REASONS = ("expired", "deleted", "empty", "unused")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -85,6 +88,14 @@ class Metrics:
             multiprocess_mode="mostrecent",
         )
         self._breaker_open.set(0)
+        self._rooms_ended = Counter(
+            PREFIX + "rooms_ended_total",
+            "Rooms ended, by reason: expired, deleted (by a host or co-host), empty or unused (the presence pass).",
+            ("reason",),
+            registry=self.registry,
+        )
+        for reason in END_REASONS:
+            self._rooms_ended.labels(reason)
         self._before_exposition: list[Callable[[], None]] = []
         if multiprocess_dir() is None:
             # What a process reports of itself (CPU, memory, open files, GC) means one process only,
@@ -100,6 +111,10 @@ class Metrics:
         """This process's count (for tests and checks; a scrape reads `exposition`)."""
         value: float = self._counters[name]._value.get()  # prometheus_client has no public reader of one value
         return value
+
+    def rooms_ended(self, reason: str, amount: int = 1) -> None:
+        """Count rooms this process ended (in Postgres, where an end is decided)."""
+        self._rooms_ended.labels(reason).inc(amount)
 
     def set_breaker_open(self, is_open: bool) -> None:
         self._breaker_open.set(1 if is_open else 0)

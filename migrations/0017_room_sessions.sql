@@ -2,8 +2,9 @@
 -- Redis, exactly and in the room's slot (common/signaling/join.lua); the worker's presence pass
 -- (worker/jobs/presence.py) records them here and announces them (`session.started`, `session.ended`).
 --
--- A session is named by its room and the moment it began (ms, from Redis TIME): sessions of a room
--- never overlap, so no two begin at the same moment, and a pass that records one twice changes nothing.
+-- A session is named by its room and the moment it began (ms, from Redis TIME): join.lua begins a
+-- session after the last one's end, even when the room empties and fills within one ms, so no two of a
+-- room begin at the same moment, and a pass that records one twice changes nothing.
 CREATE TABLE room_sessions (
     meeting_id            uuid        NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
     started_at            timestamptz NOT NULL,
@@ -15,7 +16,8 @@ CREATE TABLE room_sessions (
     -- empty: its last participant left; room_ended: the room ended with people in it; lost: Redis
     -- lost what it kept (a restart without its data), and it ended at the last moment known, seen_at.
     end_reason            text CHECK (end_reason IN ('empty', 'room_ended', 'lost')),
-    -- The last moment the worker saw it in progress (or its end, once ended).
+    -- The last moment the pass recorded it in progress (at most a minute before the last pass that saw
+    -- it: common/db/sessions.py), or its end, once ended.
     seen_at               timestamptz NOT NULL,
     PRIMARY KEY (meeting_id, started_at),
     CHECK ((ended_at IS NULL) = (end_reason IS NULL)),
@@ -35,10 +37,12 @@ ALTER TABLE daily_room_stats ADD COLUMN sessions integer NOT NULL DEFAULT 0;
 ALTER TABLE daily_room_stats ADD COLUMN participant_seconds bigint NOT NULL DEFAULT 0;
 
 -- What `session.started` and `session.ended` carry beside the room object, under `session`
--- (docs/events.md): times as instants, lengths in seconds (to the ms).
-CREATE FUNCTION session_event_data(s room_sessions) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
+-- (docs/events.md): times as instants, lengths in seconds (to the ms). `session.started` has the
+-- figures of its first moment, whenever the pass first saw it: one participant, nobody's time yet.
+-- STABLE: a timestamptz in JSON is written in the session's time zone.
+CREATE FUNCTION session_event_data(s room_sessions, ended boolean) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN ended THEN jsonb_strip_nulls(jsonb_build_object(
         'startedAt', s.started_at,
         'endedAt', s.ended_at,
         'durationSeconds', round(extract(epoch FROM s.ended_at - s.started_at), 3),
@@ -46,5 +50,10 @@ LANGUAGE sql IMMUTABLE AS $$
         'distinctParticipants', s.distinct_participants,
         'participantSeconds', round(s.participant_ms / 1000.0, 3),
         'endReason', s.end_reason
-    ))
+    )) ELSE jsonb_build_object(
+        'startedAt', s.started_at,
+        'peakParticipants', 1,
+        'distinctParticipants', 1,
+        'participantSeconds', 0
+    ) END
 $$;

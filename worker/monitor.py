@@ -86,6 +86,10 @@ class WorkerMonitor:
             "worker_pruned_rows_total", "Rows the pruning deleted, by table (worker/jobs/prune.py).", ("table",)
         )
         self.outbox_unpublished = metrics.gauge("outbox_unpublished", "Outbox events not yet on the stream.")
+        self.rooms_live = metrics.gauge("rooms_live", "Live rooms that have started, as the last presence pass saw.")
+        self.rooms_in_session = metrics.gauge(
+            "rooms_in_session", "Live rooms with someone in them (a session in progress), as the last pass saw."
+        )
         self.outbox_oldest_age = metrics.gauge(
             "outbox_oldest_unpublished_age_seconds", "Age of the oldest event not yet on the stream (0 if none)."
         )

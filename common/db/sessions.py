@@ -101,7 +101,8 @@ _SESSION_EVENTS = """
 INSERT INTO room_events (type, room_id, version, occurred_at, data)
 SELECT e.type, m.room_id, m.version,
        CASE e.type WHEN 'session.started' THEN w.started_at ELSE w.ended_at END,
-       room_event_data(m) || jsonb_build_object('session', session_event_data(w.session))
+       room_event_data(m)
+       || jsonb_build_object('session', session_event_data(w.session, e.type = 'session.ended'))
 FROM written w
 JOIN meetings m ON m.id = w.meeting_id
 CROSS JOIN LATERAL (VALUES ('session.started'), ('session.ended')) AS e (type)
@@ -110,8 +111,10 @@ ORDER BY w.meeting_id, w.started_at, e.type DESC  -- in the order they happened:
 """
 
 # Sessions as Redis reports them. A session recorded as ended stays as it is (the pass that recorded it
-# may be repeated); one in progress takes the newer figures. The events: `session.started` for a session
-# seen for the first time, `session.ended` for one that ends here.
+# may be repeated); one in progress takes the newer figures when its peak or distinct participants
+# moved, or once a minute (its participant-ms move all the time: writing each pass's would cost every
+# open session a row version every period). The events: `session.started` for a session seen for the
+# first time, `session.ended` for one that ends here.
 _RECORD = f"""
 WITH written AS (
     INSERT INTO room_sessions AS r (meeting_id, started_at, ended_at, peak_participants,
@@ -122,7 +125,12 @@ WITH written AS (
         ended_at = excluded.ended_at, peak_participants = excluded.peak_participants,
         distinct_participants = excluded.distinct_participants, participant_ms = excluded.participant_ms,
         end_reason = excluded.end_reason, seen_at = excluded.seen_at
-    WHERE r.ended_at IS NULL
+    WHERE r.ended_at IS NULL AND (
+        excluded.ended_at IS NOT NULL
+        OR (excluded.peak_participants, excluded.distinct_participants)
+           <> (r.peak_participants, r.distinct_participants)
+        OR excluded.seen_at >= r.seen_at + interval '60 seconds'
+    )
     RETURNING r.meeting_id, r.started_at, r.ended_at, r AS session, r.xmax = 0 AS inserted
 )
 {_SESSION_EVENTS}
@@ -150,20 +158,22 @@ WITH ended AS (
 )
 INSERT INTO room_events (type, room_id, version, occurred_at, data)
 SELECT 'room.ended', room_id, version, at, data FROM ended
-RETURNING room_id
+RETURNING room_id, data ->> 'reason' AS reason
 """
 
 
 async def record(
     conn: Connection, sessions: Sequence[SessionRow], lost: Sequence[tuple[UUID, datetime]], ends: Sequence[AutoEnd]
-) -> list[str]:
-    """Record a page's sessions, lost sessions and ends, in one transaction; returns the rooms ended."""
+) -> list[tuple[str, str]]:
+    """Record a page's sessions, lost sessions and ends, in one transaction; returns the rooms ended
+    here (not by another end meanwhile), with why. A lost session ends before the sessions that came
+    after it begin, so their events are written in the order they happened."""
     async with conn.transaction():
-        if sessions:
-            await conn.execute(_RECORD, *(list(column) for column in zip(*sessions, strict=True)))
         if lost:
             await conn.execute(_LOSE, [room for room, _ in lost], [started for _, started in lost])
+        if sessions:
+            await conn.execute(_RECORD, *(list(column) for column in zip(*sessions, strict=True)))
         if not ends:
             return []
         rows = await conn.fetch(_AUTO_END, *(list(column) for column in zip(*ends, strict=True)))
-        return [row["room_id"] for row in rows]
+        return [(row["room_id"], row["reason"]) for row in rows]

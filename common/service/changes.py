@@ -210,6 +210,7 @@ class RoomChanges:
         async with connection(self._pool, self._timeout) as conn:
             outcome = await changes.end_room(conn, room_id, caller, current_traceparent())
         if isinstance(outcome, Changed):
+            self._metrics.rooms_ended("deleted")
             await self._after_commit(outcome)
         elif outcome.reason is Refusal.ENDED and outcome.room is not None:
             # Already ended. Say so to Redis again: the first attempt may not have reached it.

@@ -11,7 +11,7 @@ import contextlib
 import json
 import subprocess
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
@@ -34,6 +34,7 @@ from tests.support.metrics import metric_value
 from tests.support.processes import ROOMSERVICE, environment, free_port, stop_as_container
 from tests.support.rooms import create
 from tests.support.waiting import eventually
+from worker.jobs.lifecycle import start_rooms
 from worker.jobs.presence import check_presence
 from worker.resources import worker_resources
 
@@ -107,6 +108,9 @@ async def test_a_room_empty_for_its_timeout_ends_and_its_session_is_recorded_onc
     await eventually(ended, 30, "the empty room ended")
     [(_, ended_at, data)] = await events(db, room_id, "room.ended")
     assert data["reason"] == "empty"
+    exposed = worker_res.metrics.exposition().decode()
+    assert metric_value(exposed, "roomservice_rooms_ended_total", reason="empty") == 1
+    assert (metric_value(exposed, "roomservice_rooms_live") or 0) >= 1  # `kept`, at least
     assert epoch_ms(ended_at) >= in_redis.ended_ms + 1_000  # not before its timeout
     assert await is_active(db, kept)
     assert (await client.get(f"/rooms/{room_id}")).status_code == 410
@@ -187,8 +191,15 @@ async def test_sessions_of_a_room_ended_while_no_pass_ran_are_all_recorded(
 
     await eventually(both_recorded, 30, "the ended room's sessions recorded")
     assert [as_session(row) for row in await recorded(db, room_id)] == kept
-    types = [event_type for event_type, _, _ in await events(db, room_id, "session.started", "session.ended")]
-    assert types == ["session.started", "session.ended"] * 2
+    written = await events(db, room_id, "session.started", "session.ended")
+    assert [event_type for event_type, _, _ in written] == ["session.started", "session.ended"] * 2
+    # A session first seen ended is announced as it began: one participant, nobody's time yet.
+    assert written[0][2]["session"] == {
+        "startedAt": written[0][2]["session"]["startedAt"],
+        "peakParticipants": 1,
+        "distinctParticipants": 1,
+        "participantSeconds": 0,
+    }
     for key in (session_key(room_id), distinct_key(room_id), sessions_key(room_id)):
         assert not await redis_client.exists(key)
 
@@ -207,18 +218,22 @@ async def test_a_session_redis_lost_ends_lost_at_the_last_moment_seen(own_redis,
         own_redis.start()
         await eventually(res.guarded.ping, 10, "Redis back")
         assert (await client.get(f"/rooms/{room_id}")).status_code == 200  # cached again from Postgres
+        assert (await contract.join(room_id, "bob", HEARTBEAT_MS)).outcome == "admitted"  # a new session
 
         await check_presence({"resources": res})
 
-        [row] = await recorded(db, room_id)
-        assert (row["end_reason"], row["ended_at"]) == ("lost", seen["seen_at"])
-        assert row["participant_ms"] == seen["participant_ms"]
-        [(_, at, data)] = await events(db, room_id, "session.ended")
-        assert (at, data["session"]["endReason"]) == (seen["seen_at"], "lost")
-        assert await is_active(db, room_id)  # the room lives on, and is used: its empty timeout applies
-        assert (await contract.join(room_id, "bob", HEARTBEAT_MS)).outcome == "admitted"
-        await check_presence({"resources": res})
-        assert [r["end_reason"] for r in await recorded(db, room_id)] == ["lost", None]
+        lost, new = await recorded(db, room_id)
+        assert (lost["end_reason"], lost["ended_at"]) == ("lost", seen["seen_at"])
+        assert lost["participant_ms"] == seen["participant_ms"]
+        assert new["ended_at"] is None
+        # In the order they happened: the lost session's end, then the new one's start.
+        written = await events(db, room_id, "session.started", "session.ended")
+        assert [(t, at) for t, at, _ in written][1:] == [
+            ("session.ended", seen["seen_at"]),
+            ("session.started", new["started_at"]),
+        ]
+        assert written[1][2]["session"]["endReason"] == "lost"
+        assert await is_active(db, room_id)  # the room lives on
 
 
 @pytest.mark.one_topology
@@ -285,3 +300,45 @@ async def test_an_end_decided_in_redis_is_finished_by_the_next_pass(client, host
     assert not await is_active(db, room_id)
     [(_, ended_at, data)] = await events(db, room_id, "room.ended")
     assert (data["reason"], epoch_ms(ended_at)) == ("unused", decided.decided_ms)
+
+
+async def test_a_room_used_only_before_its_start_is_unused(client, host, redis_client, worker_res, db) -> None:
+    """Someone came early (the early-join allowance) and left before the start: nobody joined since
+    the room started, so it ends unused, after its unused timeout from the start."""
+    contract = JoinContract(redis_client)
+    starts_at = datetime.now(UTC) + timedelta(seconds=2)
+    room_id = await room_with(
+        client, host, startsAt=starts_at.isoformat(), emptyTimeoutSeconds=1, unusedTimeoutSeconds=2
+    )
+    assert (await contract.join(room_id, "alice", HEARTBEAT_MS)).outcome == "admitted"
+    await contract.leave(room_id, "alice")
+    ctx = {"resources": worker_res}
+
+    async def ended() -> bool:
+        await start_rooms(ctx)
+        await check_presence(ctx)
+        return not await is_active(db, room_id)
+
+    await eventually(ended, 30, "the room ended")
+    [(_, ended_at, data)] = await events(db, room_id, "room.ended")
+    assert data["reason"] == "unused"
+    assert ended_at >= starts_at + timedelta(seconds=2)
+
+
+async def test_a_room_whose_sessions_the_database_refuses_holds_up_no_other(
+    client, host, redis_client, worker_res, db
+) -> None:
+    contract = JoinContract(redis_client)
+    bad, good = await room_with(client, host), await room_with(client, host)
+    for room in (bad, good):
+        assert (await contract.join(room, "alice", HEARTBEAT_MS)).outcome == "admitted"
+        await contract.leave(room, "alice")
+    # Another writer's record, ending before it began: the database's check refuses it.
+    await redis_client.rpush(sessions_key(bad), "2000 1000 1 1 0 empty")
+
+    await check_presence({"resources": worker_res})
+
+    [row] = await recorded(db, good)
+    assert row["end_reason"] == "empty"
+    assert await recorded(db, bad) == []
+    assert len(await redis_client.lrange(sessions_key(bad), 0, -1)) == 2  # kept, not forgotten

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import uuid
 
-from common.redis.keys import joined_key, participants_key, session_key, sessions_key
-from common.redis.sessions import Session, parse_session
+from common.redis.keys import joined_key, participants_key, room_key, session_key, sessions_key
+from common.redis.sessions import Session, epoch_ms, parse_session
 from common.signaling.contract import JoinContract
 from tests.support.rooms import create
 from tests.support.waiting import eventually
@@ -117,3 +117,81 @@ async def test_a_room_ended_with_people_in_it_ends_their_session_with_it(client,
     assert not await redis_client.exists(participants_key(room_id))
     # Kept past the room's end, for the worker to record.
     assert await redis_client.pttl(sessions_key(room_id)) > 3_600_000
+
+
+async def test_a_stint_never_outlasts_the_room(client, host, redis_client, db) -> None:
+    """alice leaves after the room key expired but before its end was applied: she was in the room
+    until its end, and the session ended with the room."""
+    contract = JoinContract(redis_client)
+    room_id = (await create(client, host))["roomId"]
+    end = await db.fetchval(
+        "UPDATE meetings SET expires_at = now() + interval '2 seconds' WHERE room_id = $1 RETURNING expires_at", room_id
+    )
+    await redis_client.delete(room_key(room_id))
+    assert (await client.get(f"/rooms/{room_id}")).status_code == 200  # cached again, to end with the row
+    assert (await contract.join(room_id, "alice", 30_000)).outcome == "admitted"
+    joined, _ = await stint(redis_client, room_id, "alice")
+
+    async def past_end() -> bool:
+        return not await redis_client.exists(room_key(room_id))
+
+    await eventually(past_end, 30, "the room key expired")
+    assert await contract.leave(room_id, "alice") is True
+
+    [session] = await ended_sessions(redis_client, room_id)
+    end_ms = epoch_ms(end)
+    assert session == Session(joined, end_ms, 1, 1, end_ms - joined, "room_ended")
+
+
+async def test_a_session_whose_members_left_unseen_ends_lost_and_the_next_join_begins_anew(
+    client, host, redis_client
+) -> None:
+    """A script that keeps no sessions (a release before them, during a rolling upgrade) took the last
+    member out: the next join ends that session, lost, and begins another."""
+    contract = JoinContract(redis_client)
+    room_id = (await create(client, host))["roomId"]
+    assert (await contract.join(room_id, "alice", 30_000)).outcome == "admitted"
+    await redis_client.zrem(participants_key(room_id), "alice")  # what an earlier leave.lua did
+
+    assert (await contract.join(room_id, "bob", 30_000)).outcome == "admitted"
+
+    [lost] = await ended_sessions(redis_client, room_id)
+    assert lost.reason == "lost"
+    bob_joined, _ = await stint(redis_client, room_id, "bob")
+    assert lost.ended_ms == bob_joined  # noticed then
+    # The next session begins after it, a ms later: no two sessions of a room begin at one moment.
+    assert int(await redis_client.hget(session_key(room_id), "startedAt")) == bob_joined + 1
+    assert await redis_client.pttl(session_key(room_id)) > 3_600_000  # kept its expiry through the close
+
+
+async def test_a_room_that_empties_and_fills_again_never_begins_two_sessions_at_one_moment(
+    client, host, redis_client
+) -> None:
+    """A session begins after the last one ended, even if the clock says otherwise (within one ms, or
+    a Redis clock that stepped back after a failover): sessions are named by their start."""
+    contract = JoinContract(redis_client)
+    room_id = (await create(client, host))["roomId"]
+    assert (await contract.join(room_id, "alice", 30_000)).outcome == "admitted"
+    await contract.leave(room_id, "alice")
+    [first] = await ended_sessions(redis_client, room_id)
+    assert first.ended_ms is not None
+    ahead = first.ended_ms + 60_000  # as if the last session ended a minute ahead of this clock
+    await redis_client.hset(session_key(room_id), "emptySince", ahead)
+
+    assert (await contract.join(room_id, "alice", 30_000)).outcome == "admitted"
+
+    assert int(await redis_client.hget(session_key(room_id), "startedAt")) == ahead + 1
+
+
+async def test_a_room_ends_even_if_a_key_of_its_sessions_holds_another_writers_value(
+    client, host, redis_client
+) -> None:
+    contract = JoinContract(redis_client)
+    room_id = (await create(client, host))["roomId"]
+    assert (await contract.join(room_id, "alice", 30_000)).outcome == "admitted"
+    await redis_client.set(sessions_key(room_id), "not a list")
+
+    assert (await client.delete(f"/rooms/{room_id}", headers=host)).status_code == 204
+
+    assert not await redis_client.exists(room_key(room_id))
+    assert (await contract.join(room_id, "bob", 30_000)).outcome == "not_cached"

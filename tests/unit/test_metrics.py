@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import get_args
 
-from common.metrics import CounterName, Metrics
+from common.metrics import END_REASONS, CounterName, Metrics
+from common.rooms.events import EndReason
 from tests.support.metrics import metric_value
 
 
@@ -31,3 +32,10 @@ def test_process_metrics_are_exposed() -> None:
     text = Metrics().exposition().decode()
     assert metric_value(text, "roomservice_process_resident_memory_bytes") is not None
     assert metric_value(text, "python_gc_collections_total") is not None
+
+
+def test_rooms_ended_has_a_series_for_every_reason_a_room_ends_for() -> None:
+    assert set(END_REASONS) == set(get_args(EndReason))
+    text = Metrics().exposition().decode()
+    for reason in END_REASONS:
+        assert f'roomservice_rooms_ended_total{{reason="{reason}"}} 0.0' in text

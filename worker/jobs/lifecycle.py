@@ -35,7 +35,9 @@ async def expire_rooms(ctx: dict[str, Any]) -> int:
     Their cache entries have already lapsed (they are set to expire with the room); they are ended
     again on publishing, so no consumer of `room.ended` can find them.
     """
-    return await _in_batches(ctx, lifecycle.expire_rooms, "expired")
+    ended = await _in_batches(ctx, lifecycle.expire_rooms, "expired")
+    ctx["resources"].metrics.rooms_ended("expired", ended)
+    return ended
 
 
 async def _in_batches(ctx: dict[str, Any], statement: Statement, done: str) -> int:

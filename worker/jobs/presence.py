@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import asyncpg
 
 from common.db import sessions as db
 from common.db.pool import connection
@@ -44,7 +47,7 @@ async def check_presence(ctx: dict[str, Any]) -> int:
     """One pass over every live room, then over the rooms ended since the last; returns the rooms checked."""
     res: WorkerResources = ctx["resources"]
     timeout = res.settings.worker_db_timeout_seconds
-    checked = 0
+    checked = live = in_session = 0
     async with connection(res.pool, timeout, whole=False) as walk:
         if not await walk.fetchval("SELECT pg_try_advisory_lock($1)", _PRESENCE_LOCK):
             return 0
@@ -53,24 +56,30 @@ async def check_presence(ctx: dict[str, Any]) -> int:
             complete = True
             after = ""
             while page := await db.live_rooms_after(walk, after, _PAGE):
-                complete &= await _check(res, page)
+                done = await _check(res, page)
+                complete &= done is not None
+                in_session += done or 0
                 checked += len(page)
                 after = page[-1].room_id
                 if len(page) < _PAGE:
                     break
             ended = await db.ended_rooms_since(walk, ended_since)
+            live = checked
             if ended:
-                complete &= await _check(res, ended)
+                complete &= await _check(res, ended) is not None
                 checked += len(ended)
             if complete:  # else the ended rooms are visited again next time
                 await db.advance(walk, started - _LOOK_BACK)
+                res.monitor.rooms_live.set(live)
+                res.monitor.rooms_in_session.set(in_session)
         finally:
             await walk.execute("SELECT pg_advisory_unlock($1)", _PRESENCE_LOCK)
     return checked
 
 
-async def _check(res: WorkerResources, rooms: Sequence[CheckedRoom]) -> bool:
-    """Check a page of rooms in Redis and record what it said; whether Redis answered for all of them."""
+async def _check(res: WorkerResources, rooms: Sequence[CheckedRoom]) -> int | None:
+    """Check a page of rooms in Redis and record what it said. Returns how many have a session in
+    progress, or None if Redis did not answer for all of them."""
 
     def queue(q: CommandQueue) -> None:
         for room in rooms:
@@ -85,30 +94,72 @@ async def _check(res: WorkerResources, rooms: Sequence[CheckedRoom]) -> bool:
 
     replies = await res.guarded.pipeline_results(queue)
     if replies is None:
-        return False
-    sessions: list[SessionRow] = []
-    lost: list[tuple[Any, Any]] = []
-    ends: list[AutoEnd] = []
-    checks: list[tuple[CheckedRoom, Check]] = []
+        return None
+    found: list[_Found] = []
     for room, reply in zip(rooms, replies, strict=True):
         if isinstance(reply, Exception):
             log.warning("presence check of %s failed: %s", room.room_id, reply)
-            continue
-        check = parse_check(reply)
-        checks.append((room, check))
-        sessions += [_row(room, session, check) for session in check.ended]
-        if check.open is not None:
-            sessions.append(_row(room, check.open, check))
-        if _lost(room, check):
-            lost.append((room.meeting_id, room.newest_started))
-        if check.end_reason is not None and room.live:
-            ends.append(AutoEnd(room.meeting_id, check.end_reason, moment(check.decided_ms)))
-    async with connection(res.pool, res.settings.worker_db_timeout_seconds) as conn:
-        ended = await db.record(conn, sessions, lost, ends)
-    for room_id in ended:
-        log.info("ended room %s: nobody in it for its timeout", room_id)
-    await _forget(res, checks)
-    return len(checks) == len(rooms)
+        else:
+            found.append(_found(room, parse_check(reply)))
+    recorded = await _record(res, found)
+    await _forget(res, recorded)
+    if len(recorded) < len(rooms):
+        return None
+    return sum(1 for item in recorded if item.check.open is not None)
+
+
+class _Found(NamedTuple):
+    """What a room's check found, as rows to record."""
+
+    room: CheckedRoom
+    check: Check
+    sessions: list[SessionRow]
+    lost: list[tuple[UUID, datetime]]
+    ends: list[AutoEnd]
+
+
+def _found(room: CheckedRoom, check: Check) -> _Found:
+    sessions = [_row(room, session, check) for session in check.ended]
+    if check.open is not None:
+        sessions.append(_row(room, check.open, check))
+    lost = [(room.meeting_id, room.newest_started)] if _lost(room, check) and room.newest_started else []
+    ends = []
+    if check.end_reason is not None and room.live:
+        ends.append(AutoEnd(room.meeting_id, check.end_reason, moment(check.decided_ms)))
+    return _Found(room, check, sessions, lost, ends)
+
+
+async def _record(res: WorkerResources, found: list[_Found]) -> list[_Found]:
+    """Record the page in one transaction. Should Postgres refuse it for one room's figures, record
+    room by room, and leave the rooms it refuses out (logged, their Redis records kept): one bad room
+    must not hold up the others, nor the rooms after them. Returns the rooms recorded."""
+    timeout = res.settings.worker_db_timeout_seconds
+    batches = [found]
+    try:
+        async with connection(res.pool, timeout) as conn:
+            ended = await db.record(conn, *_rows(found))
+    except asyncpg.PostgresError as error:
+        log.warning("Postgres refused a page of the presence pass (%s); recording room by room", error)
+        ended, batches = [], []
+        for item in found:
+            try:
+                async with connection(res.pool, timeout) as conn:
+                    ended += await db.record(conn, *_rows([item]))
+                batches.append([item])
+            except asyncpg.PostgresError:
+                log.exception("could not record the sessions of room %s", item.room.room_id)
+    for room_id, reason in ended:
+        res.metrics.rooms_ended(reason)
+        log.info("ended room %s: %s for its timeout", room_id, reason)
+    return [item for batch in batches for item in batch]
+
+
+def _rows(found: list[_Found]) -> tuple[list[SessionRow], list[tuple[UUID, datetime]], list[AutoEnd]]:
+    return (
+        [row for item in found for row in item.sessions],
+        [lost for item in found for lost in item.lost],
+        [end for item in found for end in item.ends],
+    )
 
 
 def _row(room: CheckedRoom, session: Session, check: Check) -> SessionRow:
@@ -141,15 +192,15 @@ def _lost(room: CheckedRoom, check: Check) -> bool:
     return started not in in_redis
 
 
-async def _forget(res: WorkerResources, checks: Sequence[tuple[CheckedRoom, Check]]) -> None:
+async def _forget(res: WorkerResources, recorded: Sequence[_Found]) -> None:
     """Take what is now recorded off Redis: the ended sessions, and all that an ended room kept."""
 
     def queue(q: CommandQueue) -> None:
-        for room, check in checks:
-            if not room.live and check.open is None:
-                queue_forget_room(q, room.room_id)
-            elif check.ended_records:
-                queue_forget_recorded(q, room.room_id, check.ended_records)
+        for item in recorded:
+            if not item.room.live and item.check.open is None:
+                queue_forget_room(q, item.room.room_id)
+            elif item.check.ended_records:
+                queue_forget_recorded(q, item.room.room_id, item.check.ended_records)
 
-    if any(not room.live or check.ended_records for room, check in checks):
+    if any(not item.room.live or item.check.ended_records for item in recorded):
         await res.guarded.pipeline_results(queue)  # what stays is recorded again, harmlessly, next time

@@ -32,14 +32,15 @@ end
 local function ms(value)
   return string.format('%.0f', value)  -- tostring() would print a large number in exponent form
 end
--- The open session ends at `ended_at`: onto the list of sessions the Room Service has yet to record,
--- as 'startedAt endedAt peak distinct participantMs reason'.
+-- The open session ends at `ended_at` (never before it began): onto the list of sessions the Room
+-- Service has yet to record, as 'startedAt endedAt peak distinct participantMs reason'.
 local function close_session(room, ended_at, reason)
   local session = presence_key(room, 'session')
   local open = redis.call('HMGET', session, 'startedAt', 'peak', 'pms')
   if not open[1] then
     return
   end
+  ended_at = math.max(ended_at, tonumber(open[1]))
   local distinct = presence_key(room, 'distinct')
   local sessions = presence_key(room, 'sessions')
   local record = table.concat(
@@ -49,21 +50,30 @@ local function close_session(room, ended_at, reason)
   if ttl > 0 then
     redis.call('PEXPIRE', sessions, ttl)
   end
-  redis.call('HDEL', session, 'startedAt', 'peak', 'pms')
+  -- emptySince first: the hash keeps a field, and so its expiry.
   redis.call('HSET', session, 'emptySince', ms(ended_at))
+  redis.call('HDEL', session, 'startedAt', 'peak', 'pms')
   redis.call('DEL', distinct)
 end
--- Members leave, each at its moment (`leaving`: id, moment, id, moment, ...): each stint's time joins
--- the session's participant-ms; the session ends, with `reason`, at the last moment if none is left.
+-- Members leave, each at its moment (`leaving`: id, moment, id, moment, ...), but never after the room's
+-- end (`endsAt`: one who leaves, or lapses, after the room key expired and before its end was applied
+-- was in the room until its end) nor before it joined: each stint's time joins the session's
+-- participant-ms; if none is left, the session ends at the last moment, with `reason`, or `room_ended`
+-- if that was the room's end.
 local function depart(room, participants, leaving, reason)
+  local session = presence_key(room, 'session')
+  local joined = presence_key(room, 'joined')
   local ids, last, total = {}, 0, 0
   for i = 1, #leaving, 2 do
     ids[#ids + 1] = leaving[i]
   end
-  local joined = presence_key(room, 'joined')
   local since = redis.call('HMGET', joined, unpack(ids))
+  local ends = tonumber(redis.call('HGET', session, 'endsAt') or '')
   for i = 1, #ids do
     local at, from = tonumber(leaving[2 * i]), tonumber(since[i])
+    if ends and at > ends then
+      at = ends
+    end
     if from and at > from then
       total = total + (at - from)
     end
@@ -73,12 +83,11 @@ local function depart(room, participants, leaving, reason)
   end
   redis.call('ZREM', participants, unpack(ids))
   redis.call('HDEL', joined, unpack(ids))
-  local session = presence_key(room, 'session')
   if total > 0 and redis.call('HEXISTS', session, 'startedAt') == 1 then
     redis.call('HINCRBY', session, 'pms', ms(total))
   end
   if redis.call('ZCARD', participants) == 0 then
-    close_session(room, last, reason)
+    close_session(room, last, (ends and last == ends) and 'room_ended' or reason)
   end
 end
 -- Members whose heartbeat lapsed (score <= now) left when it lapsed, not when this noticed.
@@ -86,6 +95,14 @@ local function settle(room, participants, now)
   local lapsed = redis.call('ZRANGEBYSCORE', participants, '-inf', now, 'WITHSCORES')
   if #lapsed > 0 then
     depart(room, participants, lapsed, 'empty')
+  end
+end
+-- A session open in a room with nobody in it: its members were taken out by a script that keeps no
+-- sessions (a release before them, during a rolling upgrade) or by a script that failed half-way. When
+-- they left is not known: it ends `lost`, now.
+local function close_abandoned(room, participants, now)
+  if redis.call('ZCARD', participants) == 0 then
+    close_session(room, now, 'lost')
   end
 end
 -- presence: end
@@ -121,22 +138,32 @@ redis.call('PEXPIREAT', KEYS[3], keep_until)
 for _, name in ipairs({'joined', 'session', 'distinct', 'sessions'}) do
   redis.call('PEXPIREAT', presence_key(KEYS[1], name), keep_until)
 end
+-- Its stints are counted up to the room's end, which this write may have moved. pcall, as below.
+pcall(function()
+  if redis.call('HEXISTS', presence_key(KEYS[1], 'session'), 'endsAt') == 1 then
+    redis.call('HSET', presence_key(KEYS[1], 'session'), 'endsAt', ARGV[3])
+  end
+end)
 -- A removed participant leaves at once, in the same step as the object that bars them is written
 -- (join.lua refuses them from then on): its time in the room ends now, and the session with it if it
 -- was the last one in. Nothing to do for most rooms, which bar nobody.
+-- The object is written by now: bookkeeping that meets a value of another type (another writer's) at
+-- a derived key fails alone (pcall); join.lua and heartbeat.lua refuse a barred member all the same.
 if #ARGV > 4 and redis.call('TYPE', KEYS[3])['ok'] == 'zset' then  -- another type there is join.lua's to meet
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  settle(KEYS[1], KEYS[3], now)
-  local leaving = {}
-  for i = 5, #ARGV do
-    if redis.call('ZSCORE', KEYS[3], ARGV[i]) then
-      leaving[#leaving + 1] = ARGV[i]
-      leaving[#leaving + 1] = ms(now)
+  pcall(function()
+    local time = redis.call('TIME')
+    local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    settle(KEYS[1], KEYS[3], now)
+    local leaving = {}
+    for i = 5, #ARGV do
+      if redis.call('ZSCORE', KEYS[3], ARGV[i]) then
+        leaving[#leaving + 1] = ARGV[i]
+        leaving[#leaving + 1] = ms(now)
+      end
     end
-  end
-  if #leaving > 0 then
-    depart(KEYS[1], KEYS[3], leaving, 'empty')
-  end
+    if #leaving > 0 then
+      depart(KEYS[1], KEYS[3], leaving, 'empty')
+    end
+  end)
 end
 return {1, replaced}
