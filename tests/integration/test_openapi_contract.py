@@ -52,6 +52,8 @@ CONFIG = {
     "phases": {"stateful": {"max-steps": 6}},
     "auth": {"openapi": {"userId": {"api_key": CALLER}}},
     "parameters": {"query.cursor": A_CURSOR},
+    # Each entry names its one operation (`include-name`): `include-path` beside `include-method` would
+    # select every operation matching either.
     "operations": [
         # An Idempotency-Key used before with other options answers 422 idempotency_key_reused (the
         # status the IETF Idempotency-Key draft gives): a rule across requests, which no schema can state.
@@ -62,13 +64,11 @@ CONFIG = {
         # A `startsAt` or `expiresAt` out of its bounds answers 422 invalid_schedule: the bounds are
         # relative to now, to the room's other moment and to settings, which JSON Schema cannot state.
         {
-            "include-path": "/rooms",
-            "include-method": "POST",
+            "include-name": "POST /rooms",
             "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "413", "422"]}},
         },
         {
-            "include-path": "/rooms/{room_id}",
-            "include-method": "PATCH",
+            "include-name": "PATCH /rooms/{room_id}",
             "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "413", "422"]}},
         },
         # `from` must not be after `to`, and the range at most ROOMS_STATS_MAX_DAYS long: rules between
@@ -78,8 +78,7 @@ CONFIG = {
         # Ending a room (DELETE) adds `room.ended` to its history rather than removing it: the history
         # outlives the room on purpose, which this check takes for a deleted resource still served.
         {
-            "include-path": "/rooms/{room_id}/history",
-            "include-method": "GET",
+            "include-name": "GET /rooms/{room_id}/history",
             "checks": {"use_after_free": {"enabled": False}},
             "parameters": {"query.cursor": A_HISTORY_CURSOR},
         },
