@@ -25,11 +25,16 @@ _DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the `date` format: RFC 
 
 @get(
     "/stats/daily",
-    summary="Rooms created, rooms ended and distinct hosts per UTC day",
+    summary="Rooms created, started and ended, distinct hosts, and sessions per UTC day",
     description=(
         "For the users of ROOMS_ADMIN_USER_IDS only. "
         "Both dates are inclusive (`YYYY-MM-DD`, UTC). Without them: the last 7 days. "
-        "Figures come from the event stream, so they trail live traffic by a moment."
+        "Each day: `roomsCreated`, `roomsStarted` (a booked room on the day of its start, any other on "
+        "creation), `roomsEnded`, `distinctHosts` (of the rooms created), `sessions` (the sessions that ended "
+        "that day: spans in which a room had participants) and `participantSeconds` (the time in the room of "
+        "those sessions' participants, summed; each session's rounded to the whole second). "
+        "Figures come from the event stream, so they trail live traffic by a moment; a session's, by the "
+        "worker's presence pass too."
     ),
     tags=["stats"],
     responses=error_responses(400, 401, 403, 503),

@@ -22,24 +22,33 @@ WITH incoming AS (
     ON CONFLICT (event_id) DO NOTHING
     RETURNING type, occurred_at, (occurred_at AT TIME ZONE 'UTC')::date AS day, data
 ), counts AS (  -- one row per event counted, on its day
-    SELECT day, type FROM recorded WHERE type IN ('room.created', 'room.ended')
+    SELECT day, type, NULL::bigint AS participant_seconds FROM recorded WHERE type IN ('room.created', 'room.ended')
     UNION ALL
     -- A room starts once: announced by `room.started` if booked ahead, else when created (its start
     -- not after its creation; events from before rooms had a start have none, and started so). On the
     -- day of its start.
-    SELECT (coalesce((data ->> 'startsAt')::timestamptz, occurred_at) AT TIME ZONE 'UTC')::date, 'started'
+    SELECT (coalesce((data ->> 'startsAt')::timestamptz, occurred_at) AT TIME ZONE 'UTC')::date, 'started', NULL
     FROM recorded
     WHERE type = 'room.started'
        OR (type = 'room.created' AND coalesce((data ->> 'startsAt')::timestamptz, occurred_at) <= occurred_at)
+    UNION ALL
+    -- A session on the day it ended, with its participant-seconds (whole seconds: the column's).
+    SELECT (coalesce((data #>> '{session,endedAt}')::timestamptz, occurred_at) AT TIME ZONE 'UTC')::date,
+           'session', round(coalesce((data #>> '{session,participantSeconds}')::numeric, 0))::bigint
+    FROM recorded WHERE type = 'session.ended'
 ), counted AS (
-    INSERT INTO daily_room_stats AS s (day, rooms_created, rooms_ended, rooms_started)
+    INSERT INTO daily_room_stats AS s (day, rooms_created, rooms_ended, rooms_started, sessions,
+                                       participant_seconds)
     SELECT day, count(*) FILTER (WHERE type = 'room.created'), count(*) FILTER (WHERE type = 'room.ended'),
-           count(*) FILTER (WHERE type = 'started')
+           count(*) FILTER (WHERE type = 'started'), count(*) FILTER (WHERE type = 'session'),
+           coalesce(sum(participant_seconds), 0)
     FROM counts GROUP BY day ORDER BY day
     ON CONFLICT (day) DO UPDATE
         SET rooms_created = s.rooms_created + excluded.rooms_created,
             rooms_ended = s.rooms_ended + excluded.rooms_ended,
-            rooms_started = s.rooms_started + excluded.rooms_started
+            rooms_started = s.rooms_started + excluded.rooms_started,
+            sessions = s.sessions + excluded.sessions,
+            participant_seconds = s.participant_seconds + excluded.participant_seconds
 ), hosted AS (
     INSERT INTO daily_room_hosts (day, host_id)
     SELECT DISTINCT day, (data ->> 'hostId')::uuid FROM recorded WHERE type = 'room.created'
@@ -91,6 +100,8 @@ SELECT d::date AS day,
        coalesce(s.rooms_created, 0) AS rooms_created,
        coalesce(s.rooms_ended, 0) AS rooms_ended,
        coalesce(s.rooms_started, 0) AS rooms_started,
+       coalesce(s.sessions, 0) AS sessions,
+       coalesce(s.participant_seconds, 0) AS participant_seconds,
        (SELECT count(*) FROM daily_room_hosts h WHERE h.day = d::date) AS distinct_hosts
 FROM generate_series($1::text::date, $2::text::date, interval '1 day') AS d
 LEFT JOIN daily_room_stats s ON s.day = d::date
@@ -107,6 +118,8 @@ async def daily_stats(conn: Connection, first: date, last: date) -> list[DailySt
             rooms_ended=row["rooms_ended"],
             distinct_hosts=row["distinct_hosts"],
             rooms_started=row["rooms_started"],
+            sessions=row["sessions"],
+            participant_seconds=row["participant_seconds"],
         )
         # As text: asyncpg sends the first and last days of the calendar as -infinity and infinity,
         # from or to which the series would never end.
