@@ -21,7 +21,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.metrics_port import metrics_apart
 from api.observe import RequestMetrics, RequestObserver
 from api.openapi import complete_description
-from api.routes import health, history, participants, rooms, stats, tickets
+from api.routes import health, history, participants, rooms, sessions, stats, tickets
 from api.tracing import tracing_middleware
 from common import tracing
 from common.db import pool as db_pool
@@ -113,6 +113,7 @@ def create_app(settings: Settings, *, new_room_code: Callable[[], str] = generat
         route_handlers=[
             *rooms.HANDLERS,
             history.get_room_history,
+            sessions.get_room_sessions,
             participants.list_participants,
             participants.remove_participant,
             tickets.issue_ticket,

@@ -1,7 +1,8 @@
 """Page cursors: the keyset position of a page's last item, handed to clients as an opaque `nextCursor`.
 
 One codec for every paged route: a moment and a key that breaks ties between items of the same moment
-(a room's id in `GET /rooms`, an event's version in a room's history), base64url of `moment|key`.
+(a room's id in `GET /rooms`, an event's version in a room's history; none in a room's sessions, whose
+starts are unique in it), base64url of `moment|key`.
 """
 
 from __future__ import annotations

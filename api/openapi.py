@@ -95,6 +95,7 @@ _CREATE_LINKS = {
     "UpdateRoom": ("/rooms/{room_id}", "patch", "Change the new room: its limit, metadata, co-hosts or host."),
     "EndRoom": ("/rooms/{room_id}", "delete", "End the new room."),
     "GetRoomHistory": ("/rooms/{room_id}/history", "get", "The new room's events."),
+    "GetRoomSessions": ("/rooms/{room_id}/sessions", "get", "The new room's sessions."),
     "IssueTicket": ("/rooms/{room_id}/tickets", "post", "A join ticket for the new room."),
 }
 

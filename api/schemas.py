@@ -16,6 +16,7 @@ from api.errors import ApiError
 from common.rooms.codes import INPUT_PATTERN, normalize_room_code
 from common.rooms.events import RoomEvent
 from common.rooms.model import DailyStats, EmptyTimeout, LiveStatus, Metadata, RoomView, Status, UnusedTimeout
+from common.rooms.sessions import RecordedSession
 from common.tickets.claims import Role
 
 # -- parameters ---------------------------------------------------------------------------------
@@ -97,6 +98,12 @@ class RoomPage(msgspec.Struct, frozen=True, rename="camel"):
 class RoomHistory(msgspec.Struct, frozen=True, rename="camel"):
     room_id: str
     events: list[RoomEvent]
+    next_cursor: str | None  # pass as `cursor` for the next page; null on the last page
+
+
+class RoomSessions(msgspec.Struct, frozen=True, rename="camel"):
+    room_id: str
+    sessions: list[RecordedSession]
     next_cursor: str | None  # pass as `cursor` for the next page; null on the last page
 
 

@@ -1,1 +1,1 @@
-"""One module per resource: rooms, a room's history, daily statistics, health and metrics."""
+"""One module per resource: rooms, a room's history and sessions, daily statistics, health and metrics."""

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from common.db import history, rooms
+from common.db import history, rooms, session_pages
 from common.db.pool import Pool, connection
 from common.errors import (
     NotRoomHost,
@@ -30,6 +30,7 @@ from common.rooms.model import (
     StoredRoom,
     to_view,
 )
+from common.rooms.sessions import RecordedSession
 from common.service.limits import MissLimit
 from common.service.single_flight import SingleFlight
 from common.settings import Settings
@@ -46,7 +47,7 @@ class _Found(NamedTuple):
 
 
 class RoomService:
-    """Validate and list rooms; read their history and daily figures. (Writes: common/service/changes.py.)
+    """Validate and list rooms; read their history, sessions and daily figures. (Writes: common/service/changes.py.)
 
     `note_uncached` is told of each live room served from Postgres that Redis could not take.
     """
@@ -147,6 +148,22 @@ class RoomService:
             await self._miss_limit.count(client, None)
             raise RoomNotFound(f"no room {room_id}")
         raise NotRoomHost("only the room's host and co-hosts may read its history")
+
+    async def sessions(
+        self, room_id: str, client: str, reader: UUID, *, limit: int, before: datetime | None = None
+    ) -> list[RecordedSession]:
+        """Up to `limit` of the room's recorded sessions, newest first, started before `before`, for its
+        host and co-hosts only, as for its history (live or ended alike). Recorded by the worker's
+        presence pass: a session in progress is as of its last pass. A 404 counts as a miss, as there."""
+        self._miss_limit.refuse_if_blocked(client)
+        async with connection(self._pool, self._timeout) as conn:
+            access = await rooms.room_access(conn, room_id)
+            if access is not None and access.names(reader):
+                return await session_pages.room_sessions(conn, room_id, limit=limit, before=before)
+        if access is None:
+            await self._miss_limit.count(client, None)
+            raise RoomNotFound(f"no room {room_id}")
+        raise NotRoomHost("only the room's host and co-hosts may read its sessions")
 
     async def daily_stats(self, first: date, last: date) -> list[DailyStats]:
         async with connection(self._pool, self._timeout) as conn:

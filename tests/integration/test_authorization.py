@@ -35,6 +35,7 @@ ACTIONS = {
     "remove a participant": ("DELETE", "/rooms/{code}/participants/{someone}", None),
     "end": ("DELETE", "/rooms/{code}", None),
     "history": ("GET", "/rooms/{code}/history", None),
+    "sessions": ("GET", "/rooms/{code}/sessions", None),
     "stats": ("GET", "/stats/daily", None),
     "ticket": ("POST", "/rooms/{code}/tickets", None),
 }
@@ -44,22 +45,23 @@ TABLE = {
     **{("host", action): status for action, status in
        {"create": 201, "list": 200, "validate": 200, "change": 200, "change co-hosts": 200, "hand over": 200,
         "move the end": 200, "list participants": 200, "remove a participant": 204,
-        "end": 204, "history": 200, "stats": 403, "ticket": 201}.items()},
+        "end": 204, "history": 200, "sessions": 200, "stats": 403, "ticket": 201}.items()},
     **{("co-host", action): status for action, status in
        {"create": 201, "list": 200, "validate": 200, "change": 200, "change co-hosts": 403, "hand over": 403,
         "move the end": 200, "list participants": 200, "remove a participant": 204,
-        "end": 204, "history": 200, "stats": 403, "ticket": 201}.items()},
+        "end": 204, "history": 200, "sessions": 200, "stats": 403, "ticket": 201}.items()},
     **{("someone else", action): status for action, status in
        {"create": 201, "list": 200, "validate": 200, "change": 403, "change co-hosts": 403, "hand over": 403,
         "move the end": 403, "list participants": 403, "remove a participant": 403,
-        "end": 403, "history": 403, "stats": 403, "ticket": 201}.items()},
+        "end": 403, "history": 403, "sessions": 403, "stats": 403, "ticket": 201}.items()},
     **{("nobody", action): status for action, status in
        {"create": 401, "list": 401, "validate": 200, "change": 401, "change co-hosts": 401, "hand over": 401,
         "move the end": 401, "list participants": 401, "remove a participant": 401,
-        "end": 401, "history": 401, "stats": 401, "ticket": 401}.items()},
+        "end": 401, "history": 401, "sessions": 401, "stats": 401, "ticket": 401}.items()},
     **{("an admin", action): status for action, status in
        {"validate": 200, "change": 403, "change co-hosts": 403, "hand over": 403, "move the end": 403,
-        "list participants": 403, "remove a participant": 403, "end": 403, "history": 403, "stats": 200}.items()},
+        "list participants": 403, "remove a participant": 403, "end": 403, "history": 403, "sessions": 403,
+        "stats": 200}.items()},
 }  # fmt: skip
 ROLES = {"host": "host", "co-host": "cohost", "someone else": "guest"}
 

@@ -33,6 +33,8 @@ CALLER = str(uuid.uuid4())
 # A room list's position is a moment and a room's id; a history's, a moment and an event's version.
 A_CURSOR = encode_cursor(datetime(2026, 11, 25, 10, tzinfo=UTC), uuid.UUID(int=1))
 A_HISTORY_CURSOR = encode_cursor(datetime(2026, 11, 25, 10, tzinfo=UTC), 1)
+# A room's sessions' position is a moment alone: their starts are unique in a room.
+A_SESSIONS_CURSOR = encode_cursor(datetime(2026, 11, 25, 10, tzinfo=UTC), "")
 
 # Schemathesis's defaults, and 410: a room that has ended. Like a 404 it is about the room, not the
 # request: the same well-formed request was accepted while the room was live.
@@ -81,6 +83,12 @@ CONFIG = {
             "include-name": "GET /rooms/{room_id}/history",
             "checks": {"use_after_free": {"enabled": False}},
             "parameters": {"query.cursor": A_HISTORY_CURSOR},
+        },
+        # The same of a room's sessions: they outlive the room, as its history does.
+        {
+            "include-name": "GET /rooms/{room_id}/sessions",
+            "checks": {"use_after_free": {"enabled": False}},
+            "parameters": {"query.cursor": A_SESSIONS_CURSOR},
         },
     ],
 }
@@ -155,13 +163,14 @@ def _describe(event: events.ScenarioFinished) -> str:
 
 # -- the facts themselves, each named, so that a regression says which one went ------------------------
 
-ROOM_PATHS = ("/rooms/{room_id}", "/rooms/{room_id}/history", "/rooms/{room_id}/tickets")
+ROOM_PATHS = ("/rooms/{room_id}", "/rooms/{room_id}/history", "/rooms/{room_id}/sessions", "/rooms/{room_id}/tickets")
 NEEDS_CALLER = {
     ("/rooms", "post"),
     ("/rooms", "get"),
     ("/rooms/{room_id}", "patch"),
     ("/rooms/{room_id}", "delete"),
     ("/rooms/{room_id}/history", "get"),
+    ("/rooms/{room_id}/sessions", "get"),
     ("/rooms/{room_id}/participants", "get"),
     ("/rooms/{room_id}/participants/{participant_id}", "delete"),
     ("/stats/daily", "get"),
@@ -189,8 +198,8 @@ async def test_the_description_states_the_patterns_the_server_checks(client, set
     assert parameter(listing, "limit")["schema"]["minimum"] == 1
     assert "maximum" not in parameter(listing, "limit")["schema"]  # above 100 is served as 100, not refused
     assert parameter(listing, "status")["schema"]["enum"] == ["scheduled", "active", "ended", "all"]
-    history = paths["/rooms/{room_id}/history"]["get"]
-    for paged, most in ((listing, 100), (history, 500)):
+    history, sessions = paths["/rooms/{room_id}/history"]["get"], paths["/rooms/{room_id}/sessions"]["get"]
+    for paged, most in ((listing, 100), (history, 500), (sessions, 500)):
         assert parameter(paged, "limit")["schema"]["minimum"] == 1
         assert f"served as {most}" in parameter(paged, "limit")["description"]
         assert parameter(paged, "cursor")["schema"] == {
@@ -251,6 +260,7 @@ async def test_every_answer_is_described_with_its_headers(client) -> None:
             ("/rooms/{room_id}", "patch"),
             ("/rooms/{room_id}", "delete"),
             ("/rooms/{room_id}/history", "get"),
+            ("/rooms/{room_id}/sessions", "get"),
             ("/rooms/{room_id}/tickets", "post"),
         ]
     }
@@ -269,6 +279,7 @@ async def test_every_answer_is_described_with_its_headers(client) -> None:
         ("/rooms", "GET, OPTIONS, POST"),
         ("/rooms/abc-defg-hij", "DELETE, GET, OPTIONS, PATCH"),
         ("/rooms/abc-defg-hij/history", "GET, OPTIONS"),
+        ("/rooms/abc-defg-hij/sessions", "GET, OPTIONS"),
         ("/rooms/abc-defg-hij/tickets", "OPTIONS, POST"),
         ("/.well-known/jwks.json", "GET, OPTIONS"),
         ("/stats/daily", "GET, OPTIONS"),
