@@ -34,7 +34,7 @@ INSERT INTO presence_progress (ended_published) VALUES (now());
 
 -- Sessions and participant-seconds that ended on each UTC day (worker/history.py counts session.ended).
 ALTER TABLE daily_room_stats ADD COLUMN sessions integer NOT NULL DEFAULT 0;
-ALTER TABLE daily_room_stats ADD COLUMN participant_seconds bigint NOT NULL DEFAULT 0;
+ALTER TABLE daily_room_stats ADD COLUMN participant_seconds numeric(18, 3) NOT NULL DEFAULT 0;  -- to the ms
 
 -- What `session.started` and `session.ended` carry beside the room object, under `session`
 -- (docs/events.md): times as instants, lengths in seconds (to the ms). `session.started` has the

@@ -32,7 +32,7 @@ _DAY_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the `date` format: RFC 
         "Each day: `roomsCreated`, `roomsStarted` (a booked room on the day of its start, any other on "
         "creation), `roomsEnded`, `distinctHosts` (of the rooms created), `sessions` (the sessions that ended "
         "that day: spans in which a room had participants) and `participantSeconds` (the time in the room of "
-        "those sessions' participants, summed; each session's rounded to the whole second). "
+        "those sessions' participants, summed, to the ms). "
         "Figures come from the event stream, so they trail live traffic by a moment; a session's, by the "
         "worker's presence pass too."
     ),

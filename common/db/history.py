@@ -22,7 +22,7 @@ WITH incoming AS (
     ON CONFLICT (event_id) DO NOTHING
     RETURNING type, occurred_at, (occurred_at AT TIME ZONE 'UTC')::date AS day, data
 ), counts AS (  -- one row per event counted, on its day
-    SELECT day, type, NULL::bigint AS participant_seconds FROM recorded WHERE type IN ('room.created', 'room.ended')
+    SELECT day, type, NULL::numeric AS participant_seconds FROM recorded WHERE type IN ('room.created', 'room.ended')
     UNION ALL
     -- A room starts once: announced by `room.started` if booked ahead, else when created (its start
     -- not after its creation; events from before rooms had a start have none, and started so). On the
@@ -32,9 +32,9 @@ WITH incoming AS (
     WHERE type = 'room.started'
        OR (type = 'room.created' AND coalesce((data ->> 'startsAt')::timestamptz, occurred_at) <= occurred_at)
     UNION ALL
-    -- A session on the day it ended, with its participant-seconds (whole seconds: the column's).
+    -- A session on the day it ended, with its participant-seconds (to the ms, as the event has them).
     SELECT (coalesce((data #>> '{session,endedAt}')::timestamptz, occurred_at) AT TIME ZONE 'UTC')::date,
-           'session', round(coalesce((data #>> '{session,participantSeconds}')::numeric, 0))::bigint
+           'session', coalesce((data #>> '{session,participantSeconds}')::numeric, 0)
     FROM recorded WHERE type = 'session.ended'
 ), counted AS (
     INSERT INTO daily_room_stats AS s (day, rooms_created, rooms_ended, rooms_started, sessions,
@@ -119,7 +119,7 @@ async def daily_stats(conn: Connection, first: date, last: date) -> list[DailySt
             distinct_hosts=row["distinct_hosts"],
             rooms_started=row["rooms_started"],
             sessions=row["sessions"],
-            participant_seconds=row["participant_seconds"],
+            participant_seconds=float(row["participant_seconds"]),  # numeric: a Decimal
         )
         # As text: asyncpg sends the first and last days of the calendar as -infinity and infinity,
         # from or to which the series would never end.

@@ -159,10 +159,9 @@ class DailyStats(msgspec.Struct, frozen=True, rename="camel"):
     distinct_hosts: int
     # Rooms that opened that day: booked ones on the day of their start, the others when created.
     rooms_started: int
-    # Sessions that ended that day (`session.ended`), and their participant-seconds summed, each
-    # session's rounded to the whole second.
+    # Sessions that ended that day (`session.ended`), and their participant-seconds summed (to the ms).
     sessions: int
-    participant_seconds: int
+    participant_seconds: float
 
 
 def live_status(start: datetime, now: datetime | None = None) -> LiveStatus:

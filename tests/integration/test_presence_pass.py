@@ -45,8 +45,8 @@ def someone() -> str:
     return str(uuid.uuid4())
 
 
-async def room_with(client, host, **timeouts: int) -> str:
-    return (await create(client, host, **timeouts))["roomId"]
+async def room_with(client, host, **body: object) -> str:
+    return (await create(client, host, **body))["roomId"]
 
 
 async def events(db, room_id: str, *types: str) -> list[tuple[str, datetime, dict[str, Any]]]:

@@ -1,6 +1,6 @@
 """The daily statistics count sessions: the history consumer counts each `session.ended` it records on
-the UTC day of the session's end (`sessions`), with its participant-seconds (`participantSeconds`, each
-session's rounded to the whole second), once however often it is delivered."""
+the UTC day of the session's end (`sessions`), with its participant-seconds (`participantSeconds`, to
+the ms), once however often it is delivered."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import cast
 
 import pytest
@@ -81,9 +81,8 @@ async def test_a_session_the_presence_pass_recorded_is_counted_on_the_day_it_end
     on_the_day = [s for s in ended if s.ended_at is not None and s.ended_at.astimezone(UTC).date() == day]
     after = (await days(analyst, day, day))[day.isoformat()]
     assert after["sessions"] == before["sessions"] + len(on_the_day)
-    # Each session's rounded as Postgres rounds: halves away from zero.
-    seconds = sum(int(Decimal(str(s.participant_seconds)).to_integral_value(ROUND_HALF_UP)) for s in on_the_day)
-    assert after["participantSeconds"] == before["participantSeconds"] + seconds
+    seconds = sum(Decimal(str(s.participant_seconds)) for s in on_the_day)  # exact to the ms, as the events
+    assert Decimal(str(after["participantSeconds"])) == Decimal(str(before["participantSeconds"])) + seconds
     assert after["roomsCreated"] >= before["roomsCreated"]  # the other figures are still there
 
 
@@ -124,8 +123,8 @@ async def test_sessions_count_once_on_their_end_day_with_their_participant_secon
 
     found = await days(analyst, day, day + timedelta(days=1))
     assert {d: (f["sessions"], f["participantSeconds"]) for d, f in found.items()} == {
-        "2003-03-03": (2, 1 + 4),  # 23:59:59.999 is still the 3rd; 3.5 rounds up
-        "2003-03-04": (1, 3),  # midnight is the 4th
+        "2003-03-03": (2, 1.4 + 3.5),  # 23:59:59.999 is still the 3rd
+        "2003-03-04": (1, 2.6),  # midnight is the 4th
     }
     recorded = "SELECT count(*) FROM room_history WHERE event_id = $1"
     assert await db.fetchval(recorded, twice[0].event_id) == 1
