@@ -2,7 +2,8 @@
 (`room.ended`, reason `empty` or `unused`), with no join slipping in; sessions are recorded in Postgres
 with their exact times and figures, once, with `session.started` and `session.ended`; sessions of a room
 ended while no pass ran are recorded all the same; and a session Redis lost ends `lost`, at the last
-moment seen. On every topology; spans of 1-3 s on real clocks."""
+moment seen. presence.lua's checks and ends (the empty room, the race) run on every topology; what
+the pass then records in Postgres, once per suite. Spans of 1-3 s on real clocks."""
 
 from __future__ import annotations
 
@@ -128,6 +129,7 @@ async def test_a_room_empty_for_its_timeout_ends_and_its_session_is_recorded_onc
     assert not await redis_client.exists(sessions_key(room_id))  # recorded: taken off Redis
 
 
+@pytest.mark.one_topology  # what the pass records in Postgres: the same on every topology
 async def test_a_room_nobody_joined_ends_after_its_unused_timeout(client, host, redis_client, worker_res, db) -> None:
     room_id = await room_with(client, host, unusedTimeoutSeconds=1)
     used = await room_with(client, host, unusedTimeoutSeconds=1, emptyTimeoutSeconds=0)
@@ -171,6 +173,7 @@ async def test_a_join_racing_the_end_either_keeps_the_room_or_is_refused(
         assert in_set == (room in admitted), room
 
 
+@pytest.mark.one_topology  # what the pass records in Postgres: the same on every topology
 async def test_sessions_of_a_room_ended_while_no_pass_ran_are_all_recorded(
     client, host, redis_client, worker_res, db
 ) -> None:
@@ -282,6 +285,7 @@ async def test_a_worker_process_ends_an_empty_room_within_its_timeout_and_one_ch
     assert 1_000 <= epoch_ms(ended_at) - left.ended_ms <= (1 + 1 + 3) * 1_000
 
 
+@pytest.mark.one_topology  # what the pass records in Postgres: the same on every topology
 async def test_an_end_decided_in_redis_is_finished_by_the_next_pass(client, host, redis_client, worker_res, db) -> None:
     """A worker that dies between the check that ended the room in Redis and the transaction that ends
     it in Postgres: the mark says why and when, and the next pass ends it so, at that moment."""
@@ -302,6 +306,7 @@ async def test_an_end_decided_in_redis_is_finished_by_the_next_pass(client, host
     assert (data["reason"], epoch_ms(ended_at)) == ("unused", decided.decided_ms)
 
 
+@pytest.mark.one_topology  # what the pass records in Postgres: the same on every topology
 async def test_a_room_used_only_before_its_start_is_unused(client, host, redis_client, worker_res, db) -> None:
     """Someone came early (the early-join allowance) and left before the start: nobody joined since
     the room started, so it ends unused, after its unused timeout from the start."""
@@ -325,6 +330,7 @@ async def test_a_room_used_only_before_its_start_is_unused(client, host, redis_c
     assert ended_at >= starts_at + timedelta(seconds=2)
 
 
+@pytest.mark.one_topology  # what the pass records in Postgres: the same on every topology
 async def test_a_room_whose_sessions_the_database_refuses_holds_up_no_other(
     client, host, redis_client, worker_res, db
 ) -> None:
