@@ -4,6 +4,7 @@ live room or an ended one."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -174,4 +175,6 @@ async def test_a_page_is_read_from_the_primary_key_backward_without_sorting(db) 
         )
     assert "Index Scan Backward using room_sessions_pkey" in plan, plan
     assert "Sort" not in plan, plan
-    assert "Index Cond: ((meeting_id = $0) AND (started_at <" in plan, plan
+    # Both in the index condition: how the room's id is named there differs between Postgres versions
+    # ($0 on 15, (InitPlan 1).col1 on 17).
+    assert re.search(r"Index Cond: \(\(meeting_id = .+\) AND \(started_at < ", plan), plan
