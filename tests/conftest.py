@@ -28,6 +28,8 @@ from tests.support.processes import free_port
 from tests.support.topologies import SENTINEL_MASTER, redis_cluster, redis_sentinel
 from worker.resources import WorkerResources, worker_resources
 
+pytest_plugins = ["tests.support.hangs"]
+
 
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
