@@ -1,37 +1,59 @@
-"""What a test that hangs was waiting for: pytest-timeout prints every thread's stack, but an async
-test hangs inside the event loop's poll, which says nothing; this adds, for every task the loop still
-runs, the chain of awaits it is in, so the await that never returned is named."""
+"""A test that hangs ends the run at once, saying what every task was waiting for.
+
+pytest-timeout's thread method (pyproject.toml) prints every thread's stack and ends the process: a
+hang costs the timeout, not the CI's whole budget, and no blocked `thread.join()` (the app thread of
+an AsyncTestClient) can keep it alive. A thread's stack shows an event loop in its poll, which says
+nothing; this adds, for every task of every event loop still open, in any thread, the chain of awaits
+it is in, so the await that never returned is named.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import signal
-from collections.abc import Generator, Iterator
+import gc
+import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 import pytest
+import pytest_timeout
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Generator[None, None, None]:
-    yield
-    timed_out = signal.getsignal(signal.SIGALRM)
-    if not callable(timed_out):
-        return  # the thread method, or no timeout: nothing of ours to add
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    if settings.method != "thread":
+        return None  # pytest-timeout's own handling
 
-    def show_tasks_then_fail(signum: int, interrupted: FrameType | None) -> None:
-        loop = asyncio._get_running_loop()  # the handler runs on the main thread, inside the loop if any
-        if loop is not None:
-            terminal = item.config.get_terminal_writer()
-            terminal.sep("+", title=f"tasks still running when {item.nodeid} timed out")
-            for task in asyncio.all_tasks(loop):
-                terminal.line(f"{task.get_name()}:")
-                for frame in _awaiting(task.get_coro()):
-                    terminal.line(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
-        timed_out(signum, interrupted)
+    def expire() -> None:
+        capture = item.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            capture.suspend_global_capture(item)
+        _show_tasks(item)
+        pytest_timeout.timeout_timer(item, settings)  # the threads' stacks, then os._exit(1)
 
-    signal.signal(signal.SIGALRM, show_tasks_then_fail)
+    timer = threading.Timer(settings.timeout, expire)
+    timer.name = f"timeout {item.nodeid}"
+    timer.daemon = True
+
+    def cancel() -> None:
+        timer.cancel()
+        timer.join()
+
+    item.cancel_timeout = cancel  # type: ignore[attr-defined]  # what pytest-timeout's cancel hook calls
+    timer.start()
+    return True
+
+
+def _show_tasks(item: pytest.Item) -> None:
+    terminal = item.config.get_terminal_writer()
+    terminal.sep("+", title=f"tasks still running when {item.nodeid} timed out")
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()]
+    for loop in loops:
+        for task in asyncio.all_tasks(loop):
+            terminal.line(f"{task.get_name()}:")
+            for frame in _awaiting(task.get_coro()):
+                terminal.line(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
 
 
 def _awaiting(coro: Any) -> Iterator[FrameType]:
