@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-import pytest_timeout
+import pytest_timeout  # type: ignore[import-untyped]
 
 
 @pytest.hookimpl(tryfirst=True)
