@@ -90,6 +90,10 @@ class WorkerMonitor:
         self.rooms_in_session = metrics.gauge(
             "rooms_in_session", "Live rooms with someone in them (a session in progress), as the last pass saw."
         )
+        self.presence_refused = metrics.counter(
+            "presence_checks_refused_total",
+            "Rooms the presence pass left out because Redis refused their check or Postgres their figures (logged).",
+        )
         self.outbox_oldest_age = metrics.gauge(
             "outbox_oldest_unpublished_age_seconds", "Age of the oldest event not yet on the stream (0 if none)."
         )

@@ -56,13 +56,37 @@ _COLUMNS = """m.id, m.room_id, coalesce(m.starts_at, m.created_at) AS start, m.e
        m.unused_timeout_seconds, m.is_active AS live,
        newest.started_at AS newest_started, newest.ended_at AS newest_ended, newest.seen_at AS newest_seen"""
 
-# Live rooms that have started, in code order (meetings_live_room_id_idx): a keyset page.
-_LIVE_PAGE = f"""
+# Rooms by code, whatever their state: those whose sessions Redis keeps (found by a SCAN).
+_BY_ID = f"""
 SELECT {_COLUMNS}
 FROM meetings m {_NEWEST_SESSION}
-WHERE m.is_active AND m.started AND m.room_id > $1
-ORDER BY m.room_id
-LIMIT $2
+WHERE m.room_id = ANY($1::text[])
+"""
+
+# Live rooms that have started and that the database says may have news, wherever Redis is: in session
+# as far as it knows (its figures move; Redis may have lost it), or past the deadline of the timeout
+# presence.lua would judge it by (empty since its last session's end, else unused since its start; the
+# same rule). Rooms with ended sessions come from room_sessions (few), the others by an anti-join, so
+# no room is looked up one by one. A room with news that the database does not know of (a session begun
+# or ended since the last pass) has its session key in Redis: the pass finds it there.
+_DUE = f"""
+WITH newest AS (
+    SELECT DISTINCT ON (s.meeting_id) s.meeting_id, s.started_at, s.ended_at, s.seen_at
+    FROM room_sessions s
+    WHERE s.meeting_id IN (SELECT id FROM meetings WHERE is_active AND started)
+    ORDER BY s.meeting_id, s.started_at DESC
+)
+SELECT {_COLUMNS}
+FROM meetings m LEFT JOIN newest ON newest.meeting_id = m.id
+WHERE m.is_active AND m.started AND (
+    (newest.started_at IS NOT NULL AND newest.ended_at IS NULL)
+    OR CASE WHEN newest.ended_at > coalesce(m.starts_at, m.created_at)
+        THEN m.empty_timeout_seconds > 0
+             AND newest.ended_at + make_interval(secs => m.empty_timeout_seconds) <= now()
+        ELSE m.unused_timeout_seconds > 0
+             AND coalesce(m.starts_at, m.created_at) + make_interval(secs => m.unused_timeout_seconds) <= now()
+    END
+)
 """
 
 # Rooms whose end was published after $1: the end closed their last session in Redis. A room ended
@@ -76,12 +100,21 @@ WHERE m.room_id IN (
 """
 
 
-async def live_rooms_after(conn: Connection, after_room_id: str, limit: int) -> list[CheckedRoom]:
-    return [CheckedRoom(*row.values()) for row in await conn.fetch(_LIVE_PAGE, after_room_id, limit)]
+async def rooms_by_id(conn: Connection, room_ids: Sequence[str]) -> list[CheckedRoom]:
+    return [CheckedRoom(*row.values()) for row in await conn.fetch(_BY_ID, list(room_ids))]
+
+
+async def due_rooms(conn: Connection) -> list[CheckedRoom]:
+    return [CheckedRoom(*row.values()) for row in await conn.fetch(_DUE)]
 
 
 async def ended_rooms_since(conn: Connection, since: datetime) -> list[CheckedRoom]:
     return [CheckedRoom(*row.values()) for row in await conn.fetch(_ENDED_SINCE, since)]
+
+
+async def live_rooms(conn: Connection) -> int:
+    """Live rooms that have started."""
+    return int(await conn.fetchval("SELECT count(*) FROM meetings WHERE is_active AND started"))
 
 
 async def progress(conn: Connection) -> tuple[datetime, datetime]:
@@ -140,7 +173,7 @@ WITH written AS (
 # end, `lost`, at the last moment the pass saw them, with the figures it saw then.
 _LOSE = f"""
 WITH written AS (
-    UPDATE room_sessions r SET ended_at = r.seen_at, end_reason = 'lost'
+    UPDATE room_sessions r SET ended_at = greatest(r.seen_at, r.started_at), end_reason = 'lost'
     FROM unnest($1::uuid[], $2::timestamptz[]) AS lost (meeting_id, started_at)
     WHERE r.meeting_id = lost.meeting_id AND r.started_at = lost.started_at AND r.ended_at IS NULL
     RETURNING r.meeting_id, r.started_at, r.ended_at, r AS session, false AS inserted

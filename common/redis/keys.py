@@ -34,7 +34,7 @@ def session_key(room_id: str) -> str:
 
 
 def distinct_key(room_id: str) -> str:
-    """A HyperLogLog of the open session's participants (common/signaling/join.lua)."""
+    """A set of the open session's participants, each once (common/signaling/join.lua)."""
     return "{" + room_key(room_id) + "}:distinct"
 
 

@@ -3,10 +3,15 @@ of one room (docs/signaling.md, "Sessions"), and forgetting what the database ha
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from common.redis.client import RedisClient
 from common.redis.commands import CommandQueue
+from common.redis.guarded import GuardedRedis
 from common.redis.keys import distinct_key, ended_room_key, participants_key, room_key, session_key, sessions_key
 from common.redis.scripts import lua_script
 
@@ -35,6 +40,51 @@ class Check(NamedTuple):
     open: Session | None
     ended: list[Session]
     ended_records: list[str]  # as kept, to forget each once recorded
+
+
+# Every room that ever had a session keeps its session key until its keys expire (a day past its end).
+_SESSION_KEYS = session_key("*")
+_BEFORE_ID, _AFTER_ID = session_key("\0").split("\0")
+
+
+async def rooms_with_sessions(guarded: GuardedRedis, count: int) -> AsyncIterator[list[str] | None]:
+    """The codes of the rooms whose session keys Redis holds, one SCAN step (about `count` keys looked
+    at) after another, on every primary of a cluster. A code may come twice (SCAN's promise is every key
+    there from start to end, at least once). A step Redis does not answer yields None and ends the scan:
+    then not every room was found."""
+    primaries = await guarded.call(_primaries, None)
+    if primaries is None:
+        yield None
+        return
+    for node in primaries:
+        cursor = 0
+        while True:
+            step = await guarded.call(lambda client: _scan(client, node, cursor, count), None)  # noqa: B023
+            if step is None:
+                yield None
+                return
+            cursor, keys = step
+            yield [_room_of(key.decode() if isinstance(key, bytes) else key) for key in keys]
+            if cursor == 0:
+                break
+
+
+def _room_of(session_key: str) -> str:
+    return session_key[len(_BEFORE_ID) : -len(_AFTER_ID)]
+
+
+async def _primaries(client: RedisClient) -> list[ClusterNode | None]:
+    if isinstance(client, RedisCluster):
+        await client.initialize()  # a no-op once it knows the cluster
+        return list(client.get_primaries())
+    return [None]
+
+
+async def _scan(client: RedisClient, node: ClusterNode | None, cursor: int, count: int) -> tuple[int, list[bytes]]:
+    if node is None:
+        return await client.scan(cursor, match=_SESSION_KEYS, count=count, _type="hash")  # type: ignore[no-any-return]
+    cursors, keys = await client.scan(cursor, match=_SESSION_KEYS, count=count, _type="hash", target_nodes=node)
+    return cursors[node.name], keys
 
 
 def queue_check(

@@ -7,7 +7,7 @@
 --          {room:<roomId>}:joined          hash: participant id -> when it was admitted (Unix ms), which
 --                                          the Room Service lists (GET /rooms/{roomId}/participants)
 --          {room:<roomId>}:session         hash: the open session (startedAt, peak, pms) and emptySince
---          {room:<roomId>}:distinct        HyperLogLog: the open session's distinct participants
+--          {room:<roomId>}:distinct        set: the open session's participants, each once
 --          {room:<roomId>}:sessions        list: ended sessions the Room Service has yet to record
 -- ARGV[1]  participant id (non-empty)
 -- ARGV[2]  heartbeat TTL in ms (positive integer)
@@ -57,7 +57,7 @@ local function close_session(room, ended_at, reason)
   local distinct = presence_key(room, 'distinct')
   local sessions = presence_key(room, 'sessions')
   local record = table.concat(
-    {open[1], ms(ended_at), open[2] or '0', redis.call('PFCOUNT', distinct), open[3] or '0', reason}, ' ')
+    {open[1], ms(ended_at), open[2] or '0', redis.call('SCARD', distinct), open[3] or '0', reason}, ' ')
   redis.call('RPUSH', sessions, record)
   local ttl = redis.call('PTTL', session)
   if ttl > 0 then
@@ -226,6 +226,7 @@ local count = redis.call('ZCARD', KEYS[2])
 local joined = presence_key(KEYS[1], 'joined')
 local session = presence_key(KEYS[1], 'session')
 local distinct = presence_key(KEYS[1], 'distinct')
+local begins = false
 if outcome == 'admitted' then
   -- Rejoining after a lapse or a leave is joining anew (that stint was counted when it ended).
   redis.call('HSET', joined, participant, ms(now))
@@ -234,6 +235,7 @@ if outcome == 'admitted' then
     -- The join into an empty room begins a session (a room whose members a release before sessions
     -- admitted has its first session begin here too): after the last one's end, which names it apart
     -- even when a room empties and fills within one ms. It lasts at most to the room's end.
+    begins = true
     local started = math.max(now, tonumber(open[3] or '0') + 1)
     redis.call('HSET', session, 'startedAt', ms(started), 'peak', count, 'pms', 0)
     local left = redis.call('PTTL', KEYS[1])
@@ -243,7 +245,8 @@ if outcome == 'admitted' then
   elseif count > tonumber(open[2] or 0) then
     redis.call('HSET', session, 'peak', count)
   end
-  redis.call('PFADD', distinct, participant)
+  -- Exact, and as cheap as the room is small: the set ends with the session (close_session).
+  redis.call('SADD', distinct, participant)
 end
 -- Used once it has let someone in (or refreshed a member): a refused join leaves it usable, so the
 -- caller can retry after not_cached or once a slot is free. A mark already past its time (a ticket
@@ -263,7 +266,9 @@ else
 end
 redis.call('PEXPIREAT', KEYS[2], until_ms)
 redis.call('PEXPIREAT', joined, until_ms)
-if outcome == 'admitted' then
+-- The session's keys are given their expiry when it begins: put_room.lua moves it with the room's end
+-- from then on. A room object without an expiry has it follow the last heartbeat, so on every admission.
+if begins or (outcome == 'admitted' and room_ttl <= 0) then
   redis.call('PEXPIREAT', session, until_ms)
   redis.call('PEXPIREAT', distinct, until_ms)
 end

@@ -39,7 +39,7 @@ local function close_session(room, ended_at, reason)
   local distinct = presence_key(room, 'distinct')
   local sessions = presence_key(room, 'sessions')
   local record = table.concat(
-    {open[1], ms(ended_at), open[2] or '0', redis.call('PFCOUNT', distinct), open[3] or '0', reason}, ' ')
+    {open[1], ms(ended_at), open[2] or '0', redis.call('SCARD', distinct), open[3] or '0', reason}, ' ')
   redis.call('RPUSH', sessions, record)
   local ttl = redis.call('PTTL', session)
   if ttl > 0 then

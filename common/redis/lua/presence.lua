@@ -45,7 +45,7 @@ local function close_session(room, ended_at, reason)
   local distinct = presence_key(room, 'distinct')
   local sessions = presence_key(room, 'sessions')
   local record = table.concat(
-    {open[1], ms(ended_at), open[2] or '0', redis.call('PFCOUNT', distinct), open[3] or '0', reason}, ' ')
+    {open[1], ms(ended_at), open[2] or '0', redis.call('SCARD', distinct), open[3] or '0', reason}, ' ')
   redis.call('RPUSH', sessions, record)
   local ttl = redis.call('PTTL', session)
   if ttl > 0 then
@@ -123,7 +123,7 @@ local function state(verdict)
   local open = redis.call('HMGET', session, 'startedAt', 'peak', 'pms', 'emptySince')
   local reply = {verdict, ms(now), open[4] or '0', open[1] or '0', open[2] or '0', '0', '0'}
   if open[1] then
-    reply[6] = tostring(redis.call('PFCOUNT', presence_key(KEYS[1], 'distinct')))
+    reply[6] = tostring(redis.call('SCARD', presence_key(KEYS[1], 'distinct')))
     local total = tonumber(open[3] or '0')
     local members = redis.call('ZRANGE', KEYS[3], 0, -1)
     if #members > 0 then
