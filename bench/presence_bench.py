@@ -1,4 +1,4 @@
-"""Presence benchmark: how long the worker's presence pass (worker/jobs/presence.py) takes over every live room.
+"""Presence benchmark: how long the worker's presence pass (worker/jobs/presence.py) takes among 100k or 1M live rooms.
 
 Run from the repository root with the project's virtualenv:
 
@@ -8,18 +8,21 @@ Run from the repository root with the project's virtualenv:
 
 It starts its own embedded Postgres and Valkey (bench/scratch.py), so it touches no other data; with
 --redis-url, that Redis instead of the Valkey (a server only the bench uses: it is flushed). The
-rooms are rows generated in SQL, with both timeouts 0 so that no pass ends one, cached by the cache
-sweep. Passes are timed in each state the pass meets, each in a child process so that its peak memory
-(max RSS) is its own:
-- idle: nobody has ever joined, so there is nothing to record: the checks alone;
+rooms are rows generated in SQL, started now, with an unused timeout of 1800 s (the default: not due
+while the bench runs) and an empty timeout of 0, so that no pass ends one and every room once used
+stays visited, cached by the cache sweep. Passes are timed in each state the pass meets, each in a
+child process so that its peak memory (max RSS) is its own:
+- idle: nobody has ever joined and no timeout is due: the pass looks (a SCAN of Redis for session
+  keys, a query of the database for due rooms) and finds nothing to check;
 - started: a share of the rooms (--occupied) have 4 members each, admitted by join.lua: the pass
   records their sessions (`room_sessions` rows, `session.started` in the outbox);
 - in progress: the same sessions again, their figures updated;
 - ended: every member has left (leave.lua): the pass records the ended sessions (`session.ended`) and
   takes them off Redis;
 - quiet: nothing changed since: checks again, with the sessions' rows in the database.
-Each pass is split into the page reads (Postgres), the pipelines (Redis, redis-py's packing and parsing
-included), the recording transactions (Postgres) and the rest (the worker's own Python), with the CPU
+Each pass is split into the reads (Postgres: rooms by code, due rooms, ended rooms, the live count),
+the SCAN steps (Redis), the check pipelines (Redis, redis-py's packing and parsing included), the
+recording transactions (Postgres) and the rest (the worker's own Python), with the CPU
 time of the worker, of the Redis server and of every Postgres process, and the server's own time per
 EVALSHA presence.lua (INFO commandstats).
 """
@@ -62,7 +65,7 @@ _Call = TypeVar("_Call", bound=Callable[..., Awaitable[Any]])
 
 
 async def insert_rooms(database_url: str, count: int) -> None:
-    """`count` live rooms, started, ending in a day, never ending by themselves; nothing else."""
+    """`count` live rooms, started now, ending in a day, none ending by itself while the bench runs."""
     conn = await asyncpg.connect(database_url, timeout=10)
     try:
         await conn.execute("TRUNCATE meetings, room_events CASCADE")
@@ -70,7 +73,7 @@ async def insert_rooms(database_url: str, count: int) -> None:
         await conn.execute(
             f"""
             INSERT INTO meetings (room_id, host_id, expires_at, empty_timeout_seconds, unused_timeout_seconds)
-            SELECT {_CODE_SQL}, gen_random_uuid(), now() + interval '1 day', 0, 0
+            SELECT {_CODE_SQL}, gen_random_uuid(), now() + interval '1 day', 0, 1800
             FROM generate_series(0, $1 - 1) AS i
             """,
             count,
@@ -170,8 +173,9 @@ async def pass_child(label: str, passes: int) -> None:
     """In a child process: `passes` presence passes; a line of JSON for each."""
     split: dict[str, float] = defaultdict(float)
     # The pass looks these up at each call, so timing them here times the pass's own calls.
-    sessions_db.live_rooms_after = _timed(split, "pg_read", sessions_db.live_rooms_after)
-    sessions_db.ended_rooms_since = _timed(split, "pg_read", sessions_db.ended_rooms_since)
+    for read in ("rooms_by_id", "due_rooms", "ended_rooms_since", "live_rooms"):
+        setattr(sessions_db, read, _timed(split, "pg_read", getattr(sessions_db, read)))
+    GuardedRedis.call = _timed(split, "scan", GuardedRedis.call)  # type: ignore[method-assign]  # the pass's SCAN steps
     sessions_db.record = _timed(split, "pg_write", sessions_db.record)
     GuardedRedis.pipeline_results = _timed(split, "redis", GuardedRedis.pipeline_results)  # type: ignore[method-assign]
     settings = load_settings(os.environ)
@@ -191,7 +195,7 @@ async def pass_child(label: str, passes: int) -> None:
             seconds = time.perf_counter() - started
             after = resource.getrusage(resource.RUSAGE_SELF)
             evalsha = (await res.redis.info("commandstats")).get("cmdstat_evalsha", {})
-            parts = {name: round(split[name], 2) for name in ("pg_read", "redis", "pg_write")}
+            parts = {name: round(split[name], 2) for name in ("pg_read", "scan", "redis", "pg_write")}
             print(json.dumps({
                 "label": label, "checked": checked, "seconds": round(seconds, 2),
                 "rooms_per_second": round(checked / seconds), **parts,
@@ -212,7 +216,8 @@ def run_passes(env: dict[str, str], label: str, passes: int) -> None:
     for line in out.stdout.strip().splitlines():
         p = json.loads(line)
         print(f"  {p['label']:<11} {p['checked']:>9,} rooms {p['seconds']:>7} s = {p['rooms_per_second']:>7,} rooms/s "
-              f"| pg read {p['pg_read']} s, redis {p['redis']} s, pg write {p['pg_write']} s, other {p['other']} s "
+              f"| pg read {p['pg_read']} s, scan {p['scan']} s, checks {p['redis']} s, pg write {p['pg_write']} s, "
+              f"other {p['other']} s "
               f"| CPU s: worker {p['worker_cpu']}, redis server {p['redis_cpu']}, postgres {p['postgres_cpu']} "
               f"| presence.lua {p['evalsha_us']} µs | peak RSS {p['peak_rss_mb']} MB")  # fmt: skip
 
