@@ -81,11 +81,33 @@ def forget_redis_primaries(request: pytest.FixtureRequest) -> None:
 
 
 async def _forget_redis_primaries(database_url: str) -> None:
+    """Bounded: the row is locked by every relay and every API mark, so a process an earlier test left
+    behind in a transaction would block this for good; the test fails instead, naming who holds it."""
+    conn = await asyncpg.connect(database_url, timeout=10)
+    deleting = asyncio.ensure_future(conn.execute("DELETE FROM redis_primaries"))
+    try:
+        await asyncio.wait_for(asyncio.shield(deleting), 60)
+    except TimeoutError:
+        holders = await _blocking(database_url, conn.get_server_pid())
+        conn.terminate()
+        await asyncio.gather(deleting, return_exceptions=True)  # cut with its connection
+        pytest.fail(f"forgetting the Redis primaries waited 60 s on a lock held by: {holders}")
+    await conn.close(timeout=10)
+
+
+async def _blocking(database_url: str, pid: int) -> list[dict[str, object]]:
+    """The sessions that hold what `pid` waits for: what they run, since when, in which state."""
     conn = await asyncpg.connect(database_url, timeout=10)
     try:
-        await conn.execute("DELETE FROM redis_primaries")
+        rows = await conn.fetch(
+            "SELECT pid, application_name, state, xact_start, query FROM pg_stat_activity "
+            "WHERE pid = ANY(pg_blocking_pids($1))",
+            pid,
+            timeout=10,
+        )
+        return [dict(row) for row in rows]
     finally:
-        await conn.close()
+        await conn.close(timeout=10)
 
 
 @pytest.fixture
@@ -200,9 +222,9 @@ async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url, timeout=10)
+    conn = await asyncpg.connect(database_url, timeout=10, command_timeout=60)  # a statement never hangs a test
     yield conn
-    await conn.close()
+    await conn.close(timeout=10)
 
 
 @pytest.fixture
